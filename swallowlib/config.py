@@ -1,0 +1,335 @@
+"""The project's one typed configuration, loaded from ``configs/<profile>.yaml``.
+
+Notebooks, Make and the command-line entry points all read the same file through :func:`load_config`.
+Loading validates everything: an unknown key, a missing required key or a value of the wrong type or range
+raises :class:`ConfigError` with one line naming the file and the dotted key.
+
+    python -m swallowlib.config configs/tiny.yaml      # validate and print the resolved config
+
+>>> cfg = load_config("configs/smoke.yaml")  # doctest: +SKIP
+>>> cfg.corpus.filters["ja"].min_chars        # doctest: +SKIP
+400
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from swallowlib import paths
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message names the file and the key."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 01: corpus
+
+
+@dataclass(frozen=True)
+class QualityFilters:
+    """Swallow's corpus quality rules (DESIGN §2); a document is dropped when any enabled rule fires.
+
+    ``None`` disables a rule. Fractions are in [0, 1]; lengths are in characters.
+    """
+
+    min_chars: int | None = 400
+    max_dup_line_frac: float | None = 0.30  # duplicate lines / lines
+    max_dup_para_frac: float | None = 0.30  # duplicate paragraphs (or sentences) / paragraphs
+    max_dup_line_char_frac: float | None = 0.20  # characters in duplicate lines / characters
+    max_dup_sentence_char_frac: float | None = 0.20  # characters in duplicate sentences / characters
+    # Top n-gram character fraction, n = 2, 3, 4 (Gopher-style "most frequent n-gram" rule).
+    max_top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    # Duplicate n-gram character fraction, n = 5 … 10.
+    max_dup_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    min_hiragana_frac: float | None = 0.2
+    max_katakana_frac: float | None = 0.5
+    min_japanese_frac: float | None = 0.5
+    min_avg_sentence_chars: float | None = 20
+    max_avg_sentence_chars: float | None = 90
+    max_sentence_chars: int | None = 200
+    max_ellipsis_sentence_frac: float | None = 0.2
+    max_ng_word_char_frac: float | None = 0.05  # a document is dropped when the fraction is >= this
+    ng_words: list[str] = field(default_factory=list)  # empty: the built-in list in swallowlib.corpus.filters
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """MinHash near-duplicate removal over character n-grams (Swallow: 5-grams, 40 buckets × 20 hashes)."""
+
+    enabled: bool = True
+    ngram: int = 5
+    num_buckets: int = 40
+    hashes_per_bucket: int = 20
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class DecontamConfig:
+    """How evaluation text is kept out of every training split."""
+
+    min_chars: int = 20  # eval segments shorter than this are matched exactly only as whole texts
+    near_dup_jaccard: float = 0.7  # character 5-gram Jaccard at/above which an eval text counts as a near-duplicate
+
+
+@dataclass(frozen=True)
+class EvalSetsConfig:
+    """Sizes of the small evaluation sets cut from the held-out (test) split."""
+
+    parallel_pairs: int = 2000  # held-out translation pairs
+    synopsis_pairs: int = 1000  # DDTP synopsis <- long description pairs per language
+    faq: bool = True  # Debian FAQ question/answer pairs (both languages)
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A directory of the user's own ``.txt`` / ``.jsonl`` / ``.parquet`` files."""
+
+    name: str
+    path: str
+    language: Literal["ja", "en"]
+    licence: str
+    text_field: str = "text"  # for .jsonl/.parquet
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face ``datasets`` id, streamed (GPU profiles; never reached offline)."""
+
+    name: str
+    dataset: str
+    language: Literal["ja", "en"]
+    licence: str
+    config: str | None = None
+    split: str = "train"
+    text_field: str = "text"
+    max_docs: int | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """The datatrove executor the filter/dedup pipeline runs on."""
+
+    kind: Literal["local", "slurm", "ray"] = "local"
+    workers: int = 2  # parallel local processes
+    tasks: int = 2  # shards the pipeline is split into
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the Slurm/Ray executor (partition, time, …)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of split groups (packages / pages) held out; the rest is train."""
+
+    valid: float = 0.02
+    test: float = 0.03
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Stage 01: which sources, how they are filtered, split and decontaminated."""
+
+    sources: list[str]  # names from swallowlib.corpus.sources.CATALOGUE
+    parallel_sources: list[str] = field(default_factory=list)  # their aligned pairs form the parallel set
+    eval_sources: list[str] = field(default_factory=list)  # used only for evaluation sets, never for training
+    local: list[LocalSource] = field(default_factory=list)
+    hub: list[HubSource] = field(default_factory=list)
+    max_docs_per_source: int | None = None  # cap per source and language (smoke profile)
+    max_pairs_per_source: int | None = None
+    nfkc: dict[str, bool] = field(default_factory=lambda: {"ja": True, "en": False})
+    filters: dict[str, QualityFilters] = field(default_factory=dict)  # per language
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    eval: EvalSetsConfig = field(default_factory=EvalSetsConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole file
+
+
+@dataclass(frozen=True)
+class Config:
+    """One profile's configuration (``configs/<profile>.yaml``)."""
+
+    profile: str
+    corpus: CorpusConfig
+    seed: int = 0
+    offline: bool = True  # False only for profiles that name Hub resources
+    path: str = ""  # filled in by load_config: the file it came from
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, src: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and build dataclasses; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{src}: {key}: expected {expected}, got {value!r}")
+
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _coerce(value, a, key, src)
+            except ConfigError as e:
+                errors.append(e)
+        raise bad(" or ".join(_type_name(a) for a in args))
+    if origin is Literal:
+        if value not in args:
+            raise bad("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad(f"a mapping ({tp.__name__})")
+        return _build(tp, value, key, src)
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad("a list")
+        return [_coerce(v, args[0], f"{key}[{i}]", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        kt, vt = args
+        return {_coerce(k, kt, f"{key}.{k}", src): _coerce(v, vt, f"{key}.{k}", src) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    raise bad(_type_name(tp))  # pragma: no cover - an annotation this loader does not know
+
+
+def _build(cls: type, data: dict, prefix: str, src: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{src}: {where}: unknown key (expected one of: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key, src)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{src}: {key}: required key is missing")
+    obj = cls(**kwargs)
+    _check_ranges(obj, prefix, src)
+    return obj
+
+
+def _check_ranges(obj: Any, prefix: str, src: str) -> None:
+    """Value checks beyond types: fractions in [0, 1], positive sizes, known names."""
+
+    def fail(name: str, msg: str) -> None:
+        raise ConfigError(f"{src}: {prefix + '.' if prefix else ''}{name}: {msg}")
+
+    if isinstance(obj, QualityFilters):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.name.endswith("_frac") and v is not None and not 0.0 <= v <= 1.0:
+                fail(f.name, f"expected a fraction in [0, 1], got {v}")
+            if isinstance(v, dict):
+                for n, t in v.items():
+                    if n < 1 or not 0.0 <= t <= 1.0:
+                        fail(f"{f.name}.{n}", f"expected n >= 1 and a fraction in [0, 1], got {t}")
+            if f.name in ("min_chars", "max_sentence_chars") and v is not None and v < 0:
+                fail(f.name, f"expected >= 0, got {v}")
+    elif isinstance(obj, SplitConfig):
+        for name in ("valid", "test"):
+            if not 0.0 <= getattr(obj, name) < 0.5:
+                fail(name, f"expected a fraction in [0, 0.5), got {getattr(obj, name)}")
+    elif isinstance(obj, DedupConfig):
+        for name in ("ngram", "num_buckets", "hashes_per_bucket"):
+            if getattr(obj, name) < 1:
+                fail(name, f"expected >= 1, got {getattr(obj, name)}")
+    elif isinstance(obj, DecontamConfig):
+        if not 0.0 < obj.near_dup_jaccard <= 1.0:
+            fail("near_dup_jaccard", f"expected a value in (0, 1], got {obj.near_dup_jaccard}")
+    elif isinstance(obj, ExecutorConfig):
+        if obj.workers < 1 or obj.tasks < 1:
+            fail("workers", "workers and tasks must be >= 1")
+    elif isinstance(obj, CorpusConfig):
+        from swallowlib.corpus.sources import CATALOGUE
+
+        for listname in ("sources", "parallel_sources", "eval_sources"):
+            for i, name in enumerate(getattr(obj, listname)):
+                if name not in CATALOGUE:
+                    fail(f"{listname}[{i}]", f"unknown source {name!r} (known: {', '.join(sorted(CATALOGUE))})")
+        for listname in ("parallel_sources", "eval_sources"):
+            for i, name in enumerate(getattr(obj, listname)):
+                if name not in obj.sources:
+                    fail(f"{listname}[{i}]", f"{name!r} must also be listed in corpus.sources")
+        for lang in obj.filters:
+            if lang not in ("ja", "en"):
+                fail(f"filters.{lang}", "expected a language: ja or en")
+        names = [s.name for s in obj.local] + [s.name for s in obj.hub]
+        for name in names:
+            if name in CATALOGUE or names.count(name) > 1:
+                fail("local/hub", f"source name {name!r} is not unique")
+
+
+def load_config(path_or_profile: str | Path) -> Config:
+    """Load and validate a config file, or ``configs/<profile>.yaml`` when given a bare profile name."""
+    p = Path(path_or_profile)
+    if p.suffix not in (".yaml", ".yml"):
+        p = paths.config_path(str(path_or_profile))
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    data = dict(data)
+    if "path" in data:
+        raise ConfigError(f"{p}: path: unknown key (it is set by the loader)")
+    cfg = _build(Config, data, "", str(p))
+    return dataclasses.replace(cfg, path=str(p))
+
+
+def to_dict(obj: Any) -> Any:
+    """A plain, YAML/JSON-serialisable copy of a config (for provenance records)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cfg = load_config(sys.argv[1] if len(sys.argv) > 1 else "tiny")
+    yaml.safe_dump(to_dict(cfg), sys.stdout, sort_keys=False, allow_unicode=True)
