@@ -166,7 +166,7 @@ class Config:
     profile: str
     corpus: CorpusConfig
     seed: int = 0
-    offline: bool = True  # False only for profiles that name Hub resources
+    offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
     path: str = ""  # filled in by load_config: the file it came from
 
 
@@ -263,7 +263,7 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
     if isinstance(obj, QualityFilters):
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
-            if f.name.endswith("_frac") and v is not None and not 0.0 <= v <= 1.0:
+            if f.name.endswith("_frac") and isinstance(v, float) and not 0.0 <= v <= 1.0:
                 fail(f.name, f"expected a fraction in [0, 1], got {v}")
             if isinstance(v, dict):
                 for n, t in v.items():
@@ -322,7 +322,18 @@ def load_config(path_or_profile: str | Path) -> Config:
     if "path" in data:
         raise ConfigError(f"{p}: path: unknown key (it is set by the loader)")
     cfg = _build(Config, data, "", str(p))
+    if cfg.offline and cfg.corpus.hub:
+        raise ConfigError(f"{p}: corpus.hub: Hub sources need `offline: false` in the profile")
     return dataclasses.replace(cfg, path=str(p))
+
+
+def apply_environment(cfg: Config) -> None:
+    """Make the process offline unless the profile names Hub resources (a Hub id then fails at once)."""
+    import os
+
+    if cfg.offline:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[var] = "1"
 
 
 def to_dict(obj: Any) -> Any:

@@ -1,0 +1,78 @@
+# swallow — the DAG over real files. `make help` lists the targets.
+# PROFILE selects configs/<profile>.yaml (tiny by default): `PROFILE=smoke make reproduce`.
+
+PROFILE ?= tiny
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+KERNEL := swallow
+
+CONFIG := configs/$(PROFILE).yaml
+RUN := runs/$(PROFILE)
+NB_OUT := $(RUN)/notebooks
+
+# Offline by default: a Hub id fails at once instead of after ~45 s of retries.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONHASHSEED ?= 0
+
+PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar -k $(KERNEL) --cwd notebooks \
+            -p config_path $(abspath $(CONFIG))
+
+CORE_CODE := swallowlib/__init__.py swallowlib/config.py swallowlib/paths.py swallowlib/provenance.py
+CORPUS_CODE := $(CORE_CODE) $(wildcard swallowlib/corpus/*.py)
+
+.PHONY: help venv reproduce smoke corpus test lint bench lab report clean-runs
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo "  PROFILE=$(PROFILE) (configs/*.yaml: $(notdir $(basename $(wildcard configs/*.yaml))))"
+
+# --- environment ------------------------------------------------------------------------------------------------
+$(ENV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (swallow)" >/dev/null
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(ENV_STAMP) ## create/update the project's virtual environment (.venv) from pyproject.toml
+
+# --- stages -----------------------------------------------------------------------------------------------------
+$(NB_OUT)/01_corpus.ipynb: notebooks/01_corpus.ipynb $(CONFIG) $(CORPUS_CODE) | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+corpus: $(ENV_STAMP) $(NB_OUT)/01_corpus.ipynb ## stage 01: fetch, extract, filter, dedup, split the corpus
+
+reproduce: corpus ## run every notebook of PROFILE through papermill (skips what is up to date)
+	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/"
+
+smoke: ## the smoke profile end to end (what CI runs)
+	$(MAKE) reproduce PROFILE=smoke
+
+report: $(ENV_STAMP) ## HTML of the executed notebooks of PROFILE -> runs/PROFILE/report/
+	$(PY) -m swallowlib.report --profile $(PROFILE)
+
+# --- quality ----------------------------------------------------------------------------------------------------
+test: $(ENV_STAMP) ## fast, hermetic test suite (CPU only, a few minutes)
+	$(PY) -m pytest
+
+lint: $(ENV_STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: $(ENV_STAMP) ## every benchmark, one table (never part of `make test`)
+	$(PY) -m swallowlib.bench
+
+lab: $(ENV_STAMP) ## JupyterLab on the notebooks with the project kernel
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean-runs: ## delete runs/PROFILE (outputs of the profile; the archive cache in data/ stays)
+	rm -rf $(RUN)

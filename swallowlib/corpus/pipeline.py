@@ -1,0 +1,486 @@
+"""Stage 01 end to end: fetch → extract/align → split by group → filter → dedup → decontaminate → write.
+
+    python -m swallowlib.corpus.pipeline --config configs/tiny.yaml          # skips when up to date
+    python -m swallowlib.corpus.pipeline --config configs/smoke.yaml --force
+
+Outputs (``runs/<profile>/corpus/``, replaced atomically as a whole when the stage finishes):
+
+- ``ja/``, ``en/``: monolingual documents, ``{train,valid,test}.parquet`` + ``README.md`` (data card);
+- ``parallel/``: aligned pairs, ``{train,valid,test}.parquet`` + data card; parallel text is never in ``ja``/``en``;
+- ``eval/``: ``faq.jsonl``, ``synopsis.jsonl``, ``parallel.jsonl`` — decontaminated against every training split;
+- ``manifest.json`` (every archive: name, version, sha256), ``report.json`` (sizes, per-filter table with examples,
+  funnel, skipped-input counts, decontamination counts, wall time, peak memory), ``provenance.json`` (resolved config,
+  versions, git SHA, input fingerprint).
+
+Every split is a deterministic function of the document's ``group`` (see ``records.py``), so a page and its
+translation always land in the same split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from tqdm.auto import tqdm
+
+from swallowlib import paths
+from swallowlib.config import Config, QualityFilters, apply_environment, load_config, to_dict
+from swallowlib.corpus import align, decontam, dedup, evalmaterial, extract, fetch, filters
+from swallowlib.corpus.records import Document, Pair
+from swallowlib.corpus.sources import CATALOGUE
+from swallowlib.provenance import fingerprint, provenance, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+LANGS = ("ja", "en")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def split_of(group: str, valid: float, test: float, seed: int = 0) -> str:
+    """Deterministic split of a group: a hash of (seed, group) mapped to [0, 1).
+
+    >>> split_of("man:clone.2", 0.0, 0.0)
+    'train'
+    """
+    h = hashlib.blake2b(f"{seed}\x00{group}".encode(), digest_size=8).digest()
+    u = int.from_bytes(h, "big") / 2**64
+    if u < test:
+        return "test"
+    if u < test + valid:
+        return "valid"
+    return "train"
+
+
+def _cap(items: list, n: int | None, key) -> list:
+    """Keep ``n`` items spread over the source (lowest hash of their key), in their original order."""
+    if n is None or len(items) <= n:
+        return items
+    keep = set(sorted(range(len(items)), key=lambda i: hashlib.md5(key(items[i]).encode()).digest())[:n])
+    return [x for i, x in enumerate(items) if i in keep]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# IO helpers
+
+
+def _write_jsonl_gz(path: Path, rows: Iterable[dict]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with gzip.open(path, "wb") as f:
+        for r in rows:
+            f.write(orjson.dumps(r) + b"\n")
+            n += 1
+    return n
+
+
+def _read_jsonl_dir(d: Path) -> Iterator[dict]:
+    for p in sorted(d.rglob("*.jsonl*")):
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rb") as f:
+            for line in f:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def _doc_row(d: Document, split: str) -> dict:
+    """A document in datatrove's JSONL layout (text, id, metadata)."""
+    return {
+        "text": d.text,
+        "id": d.id,
+        "metadata": {"source": d.source, "group": d.group, "lang": d.lang, "split": split, "meta": d.meta},
+    }
+
+
+def _to_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children (datatrove workers), MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The stage
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.t: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                log.info("corpus: %s …", name)
+
+            def __exit__(self, *exc):
+                timer.t[name] = round(time.perf_counter() - self.t0, 2)
+
+        return _Ctx()
+
+
+def stage_code_files() -> list[Path]:
+    """The code whose change must re-run the stage."""
+    here = Path(__file__).parent
+    return sorted(here.glob("*.py")) + [paths.ROOT / "swallowlib" / "config.py"]
+
+
+def corpus_fingerprint(cfg: Config) -> str:
+    return fingerprint({"corpus": to_dict(cfg.corpus), "seed": cfg.seed}, stage_code_files())
+
+
+def is_up_to_date(cfg: Config, out: Path | None = None) -> bool:
+    out = out or paths.corpus_dir(cfg.profile)
+    prov = out / "provenance.json"
+    if not prov.is_file():
+        return False
+    try:
+        return json.loads(prov.read_text())["fingerprint"] == corpus_fingerprint(cfg)
+    except (json.JSONDecodeError, KeyError):
+        return False
+
+
+def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None = None) -> Path:
+    """Run stage 01 for a config (or profile name); return the output directory.
+
+    Does nothing when the outputs exist and were made from the same corpus config and stage code.
+    """
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    apply_environment(cfg)
+    out = out or paths.corpus_dir(cfg.profile)
+    if not force and is_up_to_date(cfg, out):
+        log.info("corpus: %s is up to date", out)
+        return out
+    t_start = time.perf_counter()
+    timer = _Timer()
+    cc = cfg.corpus
+    work = out.parent / "work" / "corpus"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    stage = Path(str(out) + ".tmp")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    report: dict[str, Any] = {"profile": cfg.profile}
+
+    # 1. fetch ------------------------------------------------------------------------------------------------
+    with timer("fetch"):
+        manifest, roots = [], {}
+        for name in tqdm(cc.sources, desc="fetch", unit="source"):
+            roots[name] = {}
+            for arc in CATALOGUE[name].archives:
+                fa = fetch.fetch(arc)
+                manifest.append(fa.manifest_entry(name))
+                roots[name][arc.name] = fetch.unpack(fa)
+        write_json_atomic(stage / "manifest.json", {"archives": manifest})
+
+    # 2. extract documents and pairs ----------------------------------------------------------------------------
+    xstats = extract.ExtractStats()
+    astats = align.AlignStats()
+    docs: dict[str, list[Document]] = {"ja": [], "en": []}
+    pairs: list[Pair] = []
+    raw_sizes: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)  # source -> lang -> {docs, chars}
+    faq_items: list[dict] = []
+    synopsis_items: list[dict] = []
+    with timer("extract"):
+        for name in tqdm(cc.sources, desc="extract", unit="source"):
+            role = "eval" if name in cc.eval_sources else "parallel" if name in cc.parallel_sources else "mono"
+            src = CATALOGUE[name]
+            if role == "mono" and src.languages:
+                got = list(extract.extract_documents(name, roots[name], xstats))
+                for lang in LANGS:
+                    mine = _cap([d for d in got if d.lang == lang], cc.max_docs_per_source, lambda d: d.id)
+                    docs[lang].extend(mine)
+                    if mine:
+                        raw_sizes[name][lang] = {"docs": len(mine), "chars": sum(len(d.text) for d in mine)}
+            if role == "parallel":
+                got_pairs = _cap(list(align.align_pairs(name, roots[name], astats)), cc.max_pairs_per_source,
+                                 lambda p: p.id)
+                pairs.extend(got_pairs)
+                raw_sizes[name]["pairs"] = {
+                    "pairs": len(got_pairs),
+                    "chars_en": sum(len(p.en) for p in got_pairs),
+                    "chars_ja": sum(len(p.ja) for p in got_pairs),
+                }
+            if name == "debian-faq" and cc.eval.faq:
+                faq_items = list(evalmaterial.faq_qa(roots[name]))
+            if name == "ddtp" and cc.eval.synopsis_pairs:
+                for lang in LANGS:
+                    synopsis_items.extend(evalmaterial.ddtp_synopsis(roots[name], lang))
+        for ls in cc.local:
+            got = list(extract.read_local(Path(ls.path), ls.language, ls.name, ls.text_field, xstats))
+            docs[ls.language].extend(got)
+            raw_sizes[ls.name][ls.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
+        for hs in cc.hub:
+            got = list(extract.read_hub(hs.dataset, hs.config, hs.split, hs.text_field, hs.language, hs.name,
+                                        hs.max_docs))
+            docs[hs.language].extend(got)
+            raw_sizes[hs.name][hs.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
+    report["raw_sizes"] = raw_sizes
+    report["skipped_inputs"] = {"extract": dataclasses.asdict(xstats), "align": dataclasses.asdict(astats)}
+
+    sp = cc.split
+
+    def split(group: str) -> str:
+        return split_of(group, sp.valid, sp.test, sp.seed)
+
+    # 3. filter and dedup each language on datatrove ------------------------------------------------------------
+    final: dict[str, pd.DataFrame] = {}
+    report["filters"], report["dedup"], report["funnel"] = {}, {}, {}
+    for lang in LANGS:
+        if not docs[lang]:
+            final[lang] = pd.DataFrame(columns=["id", "text", "source", "group", "split", "meta"])
+            continue
+        raw_dir = work / "raw" / lang
+        n = _write_jsonl_gz(raw_dir / "00000.jsonl.gz", (_doc_row(d, split(d.group)) for d in docs[lang]))
+        log.info("corpus: %s: %d raw documents", lang, n)
+        qcfg = cc.filters.get(lang, QualityFilters())
+        with timer(f"filter-{lang}"):
+            fstats = filters.run_quality_pipeline(
+                raw_dir, work / "filtered" / lang, lang, qcfg, cc.nfkc.get(lang, False), work / "fwork" / lang,
+                cc.executor,
+            )
+        report["filters"][lang] = fstats
+        if cc.dedup.enabled:
+            with timer(f"dedup-{lang}"):
+                dstats = dedup.run_dedup(
+                    work / "filtered" / lang, work / "dedup" / lang, work / "dwork" / lang, cc.dedup, cc.executor,
+                    work / "dedup-removed" / lang,
+                )
+            report["dedup"][lang] = dstats
+            kept_dir = work / "dedup" / lang
+        else:
+            kept_dir = work / "filtered" / lang
+        rows = [
+            {
+                "id": r["id"],
+                "text": r["text"],
+                "source": r["metadata"]["source"],
+                "group": r["metadata"]["group"],
+                "split": r["metadata"]["split"],
+                "meta": json.dumps(r["metadata"].get("meta", {}), ensure_ascii=False, sort_keys=True),
+            }
+            for r in _read_jsonl_dir(kept_dir)
+        ]
+        df = pd.DataFrame(rows).sort_values("id", kind="stable").reset_index(drop=True)
+        final[lang] = df
+        report["funnel"][lang] = _funnel(docs[lang], report["filters"][lang], report["dedup"].get(lang), df)
+    del docs
+
+    # 4. parallel pairs ----------------------------------------------------------------------------------------
+    with timer("parallel"):
+        seen: set[tuple[str, str]] = set()
+        prow = []
+        for p in pairs:
+            k = (p.en, p.ja)
+            if k in seen:
+                continue
+            seen.add(k)
+            prow.append({"id": p.id, "en": p.en, "ja": p.ja, "source": p.source, "group": p.group,
+                         "split": split(p.group), "meta": json.dumps(p.meta, ensure_ascii=False, sort_keys=True)})
+        pdf = pd.DataFrame(prow, columns=["id", "en", "ja", "source", "group", "split", "meta"])
+        report["parallel"] = {"pairs_aligned": len(pairs), "pairs_unique": len(pdf)}
+
+    # 5. evaluation sets, decontaminated against every training split -----------------------------------------
+    with timer("decontaminate"):
+        train_texts = _training_texts(final, pdf)
+        evals, report["decontamination"] = _evaluation_sets(
+            cfg, pdf, faq_items, synopsis_items, split, train_texts
+        )
+        # The held-out parallel pairs that were contaminated leave the parallel test split too.
+        drop = set(evals.pop("_parallel_contaminated_ids"))
+        pdf = pdf[~pdf["id"].isin(drop)].reset_index(drop=True)
+
+    # 6. write -------------------------------------------------------------------------------------------------
+    with timer("write"):
+        for lang in LANGS:
+            for s in SPLITS:
+                _to_parquet(final[lang][final[lang]["split"] == s].drop(columns="split"), stage / lang / f"{s}.parquet")
+        for s in SPLITS:
+            _to_parquet(pdf[pdf["split"] == s].drop(columns="split"), stage / "parallel" / f"{s}.parquet")
+        for name, rows in evals.items():
+            _write_jsonl(stage / "eval" / f"{name}.jsonl", rows)
+        report["sizes"] = _sizes(final, pdf, evals)
+        from swallowlib.corpus import card
+
+        card.write_cards(stage, cfg, manifest, report)
+
+    report["timings_s"] = dict(timer.t, total=round(time.perf_counter() - t_start, 2))
+    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    write_json_atomic(stage / "report.json", report)
+    write_json_atomic(stage / "provenance.json",
+                      provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg)))
+    # Swap the finished stage in as a whole: a killed run never leaves a half-written corpus behind.
+    old = Path(str(out) + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("corpus: wrote %s in %.0f s", out, report["timings_s"]["total"])
+    return out
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _funnel(raw: list[Document], fstats: dict, dstats: dict | None, final: pd.DataFrame) -> list[dict]:
+    """Documents and characters left after each step, in pipeline order."""
+    docs, chars = len(raw), sum(len(d.text) for d in raw)
+    steps = [{"step": "extracted", "docs": docs, "chars": chars}]
+    if fstats.get("chars_in") is not None and fstats["chars_in"] != chars:
+        # NFKC changes character counts; restart the funnel from the normalised text.
+        chars = fstats["chars_in"]
+        steps.append({"step": "normalised", "docs": docs, "chars": chars})
+    for rule, st in fstats["rules"].items():
+        docs -= st["docs"]
+        chars -= st["chars"]
+        steps.append({"step": rule, "docs": docs, "chars": chars})
+    if dstats:
+        steps.append({"step": "minhash-dedup", "docs": docs - dstats["docs_removed"],
+                      "chars": chars - dstats["chars_removed"]})
+    steps.append({"step": "final", "docs": len(final), "chars": int(final["text"].str.len().sum()) if len(final) else 0})
+    return steps
+
+
+def _training_texts(final: dict[str, pd.DataFrame], pdf: pd.DataFrame) -> list[str]:
+    texts: list[str] = []
+    for lang in LANGS:
+        df = final[lang]
+        texts.extend(df.loc[df["split"] == "train", "text"].tolist())
+    tr = pdf[pdf["split"] == "train"]
+    texts.extend(tr["en"].tolist())
+    texts.extend(tr["ja"].tolist())
+    return texts
+
+
+def _evaluation_sets(cfg, pdf, faq_items, synopsis_items, split, train_texts) -> tuple[dict, dict]:
+    """Cut the evaluation sets from held-out material and drop every item found in training text."""
+    ec, dc = cfg.corpus.eval, cfg.corpus.decontam
+    out: dict[str, list[dict]] = {}
+    counts: dict[str, dict[str, int]] = {}
+
+    # Which fields of an item must be clean: all of its text.
+    candidates = {
+        "parallel": [
+            {"id": r.id, "en": r.en, "ja": r.ja, "source": r.source, "group": r.group}
+            for r in pdf[pdf["split"] == "test"].itertuples()
+        ],
+        "faq": list(faq_items),
+        "synopsis": [s for s in synopsis_items if split(s["group"]) == "test"],
+    }
+    fields = {"parallel": ("en", "ja"), "faq": ("question", "answer"), "synopsis": ("synopsis", "description")}
+    flat, owner = [], []
+    for name, items in candidates.items():
+        for i, it in enumerate(items):
+            for f in fields[name]:
+                flat.append(it[f])
+                owner.append((name, i))
+    verdicts = decontam.find_contamination(flat, train_texts, dc) if flat else []
+    worst: dict[tuple[str, int], str | None] = {}
+    for key, v in zip(owner, verdicts, strict=True):
+        if v == "exact" or (v == "near" and worst.get(key) != "exact"):
+            worst[key] = v
+        else:
+            worst.setdefault(key, None)
+    contaminated_parallel = []
+    for name, items in candidates.items():
+        c = Counter(worst.get((name, i)) for i in range(len(items)))
+        counts[name] = {"candidates": len(items), "exact": c.get("exact", 0), "near": c.get("near", 0),
+                        "clean": c.get(None, 0)}
+        clean = [it for i, it in enumerate(items) if worst.get((name, i)) is None]
+        if name == "parallel":
+            contaminated_parallel = [it["id"] for i, it in enumerate(items) if worst.get((name, i))]
+            clean = _cap(clean, ec.parallel_pairs, lambda it: it["id"])
+        if name == "synopsis":
+            clean = [it for lang in LANGS
+                     for it in _cap([x for x in clean if x["lang"] == lang], ec.synopsis_pairs, lambda x: x["id"])]
+        counts[name]["kept"] = len(clean)
+        out[name] = clean
+    out["_parallel_contaminated_ids"] = contaminated_parallel
+    return out, counts
+
+
+def _sizes(final: dict[str, pd.DataFrame], pdf: pd.DataFrame, evals: dict[str, list]) -> dict:
+    sizes: dict[str, Any] = {}
+    for lang in LANGS:
+        df = final[lang]
+        sizes[lang] = {
+            s: {"docs": int((df["split"] == s).sum()), "chars": int(df.loc[df["split"] == s, "text"].str.len().sum())}
+            for s in SPLITS
+        }
+        sizes[lang]["by_source"] = {
+            src: {"docs": len(g), "chars": int(g["text"].str.len().sum())} for src, g in df.groupby("source")
+        }
+    sizes["parallel"] = {
+        s: {"pairs": int((pdf["split"] == s).sum()),
+            "chars_en": int(pdf.loc[pdf["split"] == s, "en"].str.len().sum()),
+            "chars_ja": int(pdf.loc[pdf["split"] == s, "ja"].str.len().sum())}
+        for s in SPLITS
+    }
+    sizes["parallel"]["by_source"] = {src: {"pairs": len(g)} for src, g in pdf.groupby("source")}
+    sizes["eval"] = {name: len(rows) for name, rows in evals.items()}
+    return sizes
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading the outputs back
+
+
+def load_split(profile: str, dataset: str, split: str):
+    """A stage-01 split as a ``datasets.Dataset`` (``dataset`` is ``ja``, ``en`` or ``parallel``).
+
+    >>> ds = load_split("smoke", "ja", "train")   # doctest: +SKIP
+    """
+    import datasets
+
+    path = paths.corpus_dir(profile) / dataset / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such corpus split (run the corpus stage for profile {profile!r})")
+    return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="configs/<profile>.yaml")
+    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = build_corpus(args.config, force=args.force)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Tables and figures of stage 01, computed from the stage's own ``report.json`` and outputs (for the notebook).
+
+>>> from swallowlib.corpus import report
+>>> r = report.load("smoke")            # doctest: +SKIP
+>>> report.filter_table(r, "ja")        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from swallowlib import paths
+from swallowlib.corpus.sources import CATALOGUE
+
+#: Deterministic figure files: no software/date stamps.
+PNG_METADATA = {"Software": None}
+
+
+def load(profile: str) -> dict:
+    """The corpus stage's report for a profile."""
+    p = paths.corpus_dir(profile) / "report.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: missing — run the corpus stage (make corpus PROFILE={profile})")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def manifest(profile: str) -> pd.DataFrame:
+    """Every archive the stage read: source, registry, name, version, sha256 (shortened), size."""
+    m = json.loads((paths.corpus_dir(profile) / "manifest.json").read_text())["archives"]
+    df = pd.DataFrame(m)
+    df["sha256"] = df["sha256"].str[:16] + "…"
+    df["MB"] = (df.pop("bytes") / 1e6).round(2)
+    return df
+
+
+def sources_table(sources: list[str]) -> pd.DataFrame:
+    """The catalogue entries a profile uses: what they are, their domain and licence."""
+    rows = [{"source": s, "languages": "+".join(CATALOGUE[s].languages) or "-", "parallel": CATALOGUE[s].parallel,
+             "domain": CATALOGUE[s].domain, "licence": CATALOGUE[s].licence,
+             "archives": ", ".join(a.key for a in CATALOGUE[s].archives)} for s in sources]
+    return pd.DataFrame(rows)
+
+
+def raw_sizes_table(r: dict) -> pd.DataFrame:
+    """Documents/characters (or pairs) extracted per source, before filtering."""
+    rows = []
+    for src, by in r["raw_sizes"].items():
+        for lang, v in by.items():
+            if lang == "pairs":
+                rows.append({"source": src, "kind": "parallel", "units": v["pairs"],
+                             "chars_ja": v["chars_ja"], "chars_en": v["chars_en"]})
+            else:
+                rows.append({"source": src, "kind": f"mono-{lang}", "units": v["docs"],
+                             "chars_ja": v["chars"] if lang == "ja" else 0,
+                             "chars_en": v["chars"] if lang == "en" else 0})
+    return pd.DataFrame(rows)
+
+
+def filter_table(r: dict, lang: str) -> pd.DataFrame:
+    """Per-rule removals (documents and characters, in pipeline order), then MinHash dedup."""
+    f = r["filters"][lang]
+    docs_in, chars_in = f["docs_in"], f["chars_in"]
+    rows = [{"rule": rule, "docs_removed": v["docs"], "chars_removed": v["chars"],
+             "% of docs in": round(100 * v["docs"] / max(docs_in, 1), 1),
+             "% of chars in": round(100 * v["chars"] / max(chars_in, 1), 1)} for rule, v in f["rules"].items()]
+    d = r.get("dedup", {}).get(lang)
+    if d:
+        rows.append({"rule": "minhash-dedup", "docs_removed": d["docs_removed"], "chars_removed": d["chars_removed"],
+                     "% of docs in": round(100 * d["docs_removed"] / max(docs_in, 1), 1),
+                     "% of chars in": round(100 * d["chars_removed"] / max(chars_in, 1), 1)})
+    return pd.DataFrame(rows)
+
+
+def filter_examples(r: dict, lang: str, width: int = 240) -> pd.DataFrame:
+    """One example of what each rule removed (truncated), to see *why* text goes."""
+    rows = []
+    for rule, v in r["filters"][lang]["rules"].items():
+        for ex in v.get("examples", [])[:1]:
+            rows.append({"rule": rule, "example": textwrap.shorten(ex, width, placeholder=" …")})
+    return pd.DataFrame(rows)
+
+
+def funnel_figure(r: dict, profile: str | None = None):
+    """Characters left after each step of the pipeline, per language (the funnel)."""
+    langs = [lang for lang in ("ja", "en") if lang in r["funnel"]]
+    fig, axes = plt.subplots(1, len(langs), figsize=(6.5 * len(langs), 4.8), squeeze=False)
+    for ax, lang in zip(axes[0], langs, strict=True):
+        steps = r["funnel"][lang]
+        names = [s["step"] for s in steps]
+        chars = [s["chars"] / 1e6 for s in steps]
+        ax.barh(range(len(steps)), chars, color=["#4c72b0" if n not in ("final",) else "#dd8452" for n in names])
+        ax.set_yticks(range(len(steps)), names, fontsize=8)
+        ax.invert_yaxis()
+        for i, s in enumerate(steps):
+            ax.text(chars[i], i, f" {s['chars'] / 1e6:.2f}M / {s['docs']:,} docs", va="center", fontsize=7)
+        ax.set_xlabel("characters remaining (millions)")
+        ax.set_title(f"{'Japanese' if lang == 'ja' else 'English'}: filter funnel")
+        ax.set_xlim(0, max(chars) * 1.45 if chars and max(chars) > 0 else 1)
+    fig.tight_layout()
+    if profile:
+        out = paths.figures_dir(profile) / "corpus_funnel.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110, metadata=PNG_METADATA)
+    return fig
+
+
+def sizes_table(r: dict) -> pd.DataFrame:
+    """Final dataset sizes per split."""
+    s = r["sizes"]
+    rows = []
+    for lang in ("ja", "en"):
+        for sp in ("train", "valid", "test"):
+            rows.append({"dataset": lang, "split": sp, "units": s[lang][sp]["docs"], "chars": s[lang][sp]["chars"]})
+    for sp in ("train", "valid", "test"):
+        v = s["parallel"][sp]
+        rows.append({"dataset": "parallel", "split": sp, "units": v["pairs"], "chars": v["chars_en"] + v["chars_ja"]})
+    for name, n in s["eval"].items():
+        rows.append({"dataset": f"eval/{name}", "split": "test", "units": n, "chars": None})
+    return pd.DataFrame(rows)
+
+
+def decontamination_table(r: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"set": k, **v} for k, v in r["decontamination"].items()])
+
+
+def skipped_table(r: dict) -> pd.DataFrame:
+    """Inputs that were counted and skipped (undecodable, empty, NUL bytes, …) during extraction and alignment."""
+    rows = []
+    for step, counts in r["skipped_inputs"].items():
+        for k, v in counts.items():
+            if isinstance(v, dict):
+                rows.extend({"step": step, "counter": f"{k}:{kk}", "count": vv} for kk, vv in v.items())
+            else:
+                rows.append({"step": step, "counter": k, "count": v})
+    return pd.DataFrame(rows)
+
+
+def cost_table(r: dict) -> pd.DataFrame:
+    """Wall time per step (s) and the stage's peak memory."""
+    rows = [{"step": k, "seconds": v} for k, v in r["timings_s"].items()]
+    rows.append({"step": "peak RSS (MB)", "seconds": r["peak_rss_mb"]})
+    return pd.DataFrame(rows)

@@ -1,0 +1,77 @@
+"""What every stage records beside its outputs: the resolved config, library versions, git SHA, input fingerprint.
+
+Also the project's atomic JSON writer (write to a temp name, then rename), so no reader ever sees half a file.
+
+>>> fingerprint({"a": 1}, []) == fingerprint({"a": 1}, [])
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from swallowlib import paths
+from swallowlib.config import to_dict
+
+#: Libraries whose versions are recorded with every output.
+TRACKED = ("torch", "transformers", "tokenizers", "sentencepiece", "accelerate", "datasets", "datatrove",
+           "pandas", "pyarrow", "numpy", "beautifulsoup4", "lxml", "polib", "mwparserfromhell", "papermill")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as UTF-8 JSON to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def fingerprint(obj: Any, files: list[Path]) -> str:
+    """A hash of a config section and the contents of the code files a stage depends on."""
+    h = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode())
+    for f in sorted(files):
+        h.update(str(Path(f).relative_to(paths.ROOT) if Path(f).is_relative_to(paths.ROOT) else f).encode())
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def git_sha() -> str | None:
+    """The repository's HEAD (with ``-dirty`` when the tree has changes), or None outside a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance(cfg: Any, stage: str, fingerprint: str) -> dict:
+    return {
+        "stage": stage,
+        "config_path": getattr(cfg, "path", None),
+        "config": to_dict(cfg),
+        "fingerprint": fingerprint,
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
