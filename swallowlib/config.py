@@ -79,7 +79,9 @@ class DecontamConfig:
     """How evaluation text is kept out of every training split."""
 
     min_chars: int = 20  # eval segments shorter than this are matched exactly only as whole texts
-    near_dup_jaccard: float = 0.7  # character 5-gram Jaccard at/above which an eval text counts as a near-duplicate
+    near_dup_jaccard: float = (
+        0.7  # character 5-gram Jaccard at/above which an eval text counts as a near-duplicate
+    )
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,9 @@ class ExecutorConfig:
     kind: Literal["local", "slurm", "ray"] = "local"
     workers: int = 2  # parallel local processes
     tasks: int = 2  # shards the pipeline is split into
-    options: dict[str, Any] = field(default_factory=dict)  # passed to the Slurm/Ray executor (partition, time, …)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # passed to the Slurm/Ray executor (partition, time, …)
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,9 @@ def _coerce(value: Any, tp: Any, key: str, src: str) -> Any:
         if not isinstance(value, dict):
             raise bad("a mapping")
         kt, vt = args
-        return {_coerce(k, kt, f"{key}.{k}", src): _coerce(v, vt, f"{key}.{k}", src) for k, v in value.items()}
+        return {
+            _coerce(k, kt, f"{key}.{k}", src): _coerce(v, vt, f"{key}.{k}", src) for k, v in value.items()
+        }
     if tp is bool:
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -291,7 +297,9 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for listname in ("sources", "parallel_sources", "eval_sources"):
             for i, name in enumerate(getattr(obj, listname)):
                 if name not in CATALOGUE:
-                    fail(f"{listname}[{i}]", f"unknown source {name!r} (known: {', '.join(sorted(CATALOGUE))})")
+                    fail(
+                        f"{listname}[{i}]", f"unknown source {name!r} (known: {', '.join(sorted(CATALOGUE))})"
+                    )
         for listname in ("parallel_sources", "eval_sources"):
             for i, name in enumerate(getattr(obj, listname)):
                 if name not in obj.sources:

