@@ -107,6 +107,7 @@ def _strict(data: bytes, encoding: str) -> str | None:
         return None
 
 
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 # What the high bytes of real Western (cp1252/Latin-1) text decode to: accented Latin letters and typographic
 # punctuation. Legacy Japanese bytes read as cp1252 give runs of these too, but far denser than in real text.
 _WESTERN_OK = set("\u00a0\u00a9\u00ab\u00ae\u00b0\u00b1\u00b7\u00bb\u00bf\u00d7\u00f7"
@@ -168,9 +169,12 @@ def decode_bytes(data: bytes) -> tuple[str | None, str]:
         if not any((t := _strict(data, e)) is not None and looks_japanese(t) for e in rest):
             return text, enc
         break
-    text = _strict(data, "cp1252")
-    if text is not None and _looks_western(text):
-        return text, "cp1252"
+    # cp1252 only for bytes with no UTF-8 multi-byte sequence in them: UTF-8 with one corrupt byte read as
+    # cp1252 would turn every accented letter into mojibake ("Ã©").
+    if not _UTF8_MULTIBYTE.search(data):
+        text = _strict(data, "cp1252")
+        if text is not None and _looks_western(text):
+            return text, "cp1252"
     return None, "undecodable"
 
 

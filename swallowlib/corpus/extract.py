@@ -126,7 +126,7 @@ def _note_encoding(stats: ExtractStats, status: str) -> None:
 def _make_doc(source: str, lang: str, key: str, text: str, group: str, package: str, path: str, fmt: str,
               stats: ExtractStats, **meta: Any) -> Document | None:
     """Clean ``text`` and wrap it as a Document (or count it as ``no-text``/``long-line``)."""
-    text = clean_text(text)
+    text = _SPACE_AFTER_JA_PUNCT.sub("", clean_text(text))
     if not text:
         stats.skip("no-text", f"{source}/{lang}/{key}")
         return None
@@ -154,6 +154,9 @@ _WIDE = re.compile(f"[{_WIDE_CLASS}]")
 _SPACE_BETWEEN_WIDE = re.compile(f"(?<=[{_WIDE_CLASS}]) (?=[{_WIDE_CLASS}])")
 # Two spaces next to a Japanese character: a source artefact ("clone()  の"), never alignment.
 _DOUBLE_SPACE_AT_WIDE = re.compile(f"(?<=[{_WIDE_CLASS}])  (?! )|(?<! )  (?=[{_WIDE_CLASS}])")
+# "変換します。 このモード": translations wrapped in .po files come back with a space after 。/、 (never
+# right in Japanese typography)
+_SPACE_AFTER_JA_PUNCT = re.compile(f"(?<=[。、]) (?=[{_WIDE_CLASS}])")
 _HTML_WS = re.compile(r"[ \t\n\r\f\u00a0]+")
 
 
@@ -202,10 +205,12 @@ _GROFF_ARGS = [
     "-P-c", "-P-b", "-P-u",  # plain text: no SGR escapes, no overstrike bold or underline
 ]
 _GROFF_PROLOGUE = ".ss 12 0\n"  # no extra space after sentence ends
+_BOX_CHARS = re.compile("[\u2500-\u257f]")
+_BOX_RULE = " " + "".join(chr(c) for c in range(0x2500, 0x2580))
 _WIDE_GAP_START = re.compile(r"^ {80,}")
 _WIDE_GAP = re.compile(r" {80,}")
 _ROFF_COMMENTS = ('.\\"', "'\\\"")
-_ROFF_COMMENT_SECTIONS = re.compile(r'^\.SH\s+"?(COLOPHON|この文書について)"?\s*$', re.IGNORECASE)
+_ROFF_COLOPHON = re.compile(r'^\.SH\s+"?(COLOPHON|この文書について)"?\s*$', re.IGNORECASE)
 _warned_no_groff = False
 
 
@@ -216,7 +221,7 @@ def _prepare_roff(src: str) -> str:
     skipping = False
     for line in src.split("\n"):
         if line.startswith((".SH", "'SH")):
-            skipping = bool(_ROFF_COMMENT_SECTIONS.match(line))
+            skipping = bool(_ROFF_COLOPHON.match(line))
         if skipping:
             continue
         if (out and line and line[0] not in ".'" and out[-1] and out[-1][0] not in ".'"
@@ -242,6 +247,10 @@ def _tidy_rendered(text: str) -> str:
         # centred, right-adjusted and expanded-table text is spread over the whole 20000-column line: a gap
         # that wide at the start goes, inside it becomes a tab
         line = _WIDE_GAP.sub("\t", _WIDE_GAP_START.sub("", line.rstrip()))
+        if _BOX_CHARS.search(line):  # a boxed tbl table: rules dropped, cells separated by tabs
+            if not line.strip(_BOX_RULE):
+                continue
+            line = "\t".join(c.strip() for c in _BOX_CHARS.split(line) if c.strip())
         if line and not line[0].isspace():  # filled prose (indented lines are code or tables: left alone)
             line = _DOUBLE_SPACE_AT_WIDE.sub(" ", _SPACE_BETWEEN_WIDE.sub("", line))
         out.append(line)
@@ -279,8 +288,7 @@ def render_roff(src: str, groff: str | None = "auto") -> str:
 _ROFF_CHARS = {
     "em": "—", "en": "–", "hy": "-", "bu": "•", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘",
     "cq": "’", "co": "©", "rg": "®", "tm": "™", "mu": "×", "di": "÷", "<=": "≤", ">=": "≥", "!=": "≠",
-    "+-": "±",
-    "->": "→", "<-": "←", "de": "°", "ti": "~", "ha": "^", "rs": "\\", "sl": "/", "ba": "|", "or": "|",
+    "+-": "±", "->": "→", "<-": "←", "de": "°", "ti": "~", "ha": "^", "rs": "\\", "sl": "/", "ba": "|", "or": "|",
     "Fo": "«", "Fc": "»", "fo": "‹", "fc": "›", "sq": "□", "pl": "+", "mi": "−", "eq": "=", "dg": "†",
 }
 _ROFF_STRINGS = {"lq": "“", "rq": "”", "R": "®", "Tm": "™", "S": "", "HF": "", "Aq": "'", "dq": '"'}
@@ -322,36 +330,80 @@ def _roff_args(rest: str) -> list[str]:
     return [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|\S+', rest)]
 
 
+def _roff_text_line(line: str) -> str:
+    """One line of roff as text: font macros (``.B``, ``.BR`` ...) keep their arguments, other requests go."""
+    if line[:1] not in ".'":
+        return _roff_inline(line).strip()
+    m = re.match(r"[.'][ \t]*(\S*)[ \t]*(.*)", line)
+    if not m or m.group(1) not in ("B", "I", "SM", "SB", "BR", "RB", "IR", "RI", "BI", "IB"):
+        return ""
+    args = _roff_args(_roff_inline(m.group(2)))
+    return ("" if len(m.group(1)) == 2 and m.group(1) not in ("SM", "SB") else " ").join(args)
+
+
+def _roff_table(data: list[str]) -> list[str]:
+    """tbl data lines (format section already removed) as tab-separated rows; ``T{ ... T}`` text blocks
+    (which may hold requests and continue the row after ``T}``) joined into their cell."""
+    rows: list[str] = []
+    cur = ""
+    block: list[str] | None = None
+    for line in data:
+        if block is not None:
+            if not line.startswith("T}"):
+                block.append(line)
+                continue
+            cur += join_lines(_roff_text_line(b) for b in block) + line[2:]
+            block = None
+        else:
+            cur = line
+        if cur.rstrip().endswith("T{"):
+            cur, block = cur.rstrip()[:-2], []
+            continue
+        if cur.strip() not in ("_", "=", "") and cur[:1] not in ".'":
+            rows.append("\t".join(_roff_inline(c).strip() for c in cur.split("\t")))
+        cur = ""
+    return rows
+
+
 def strip_roff(src: str) -> str:
     """Fallback roff-to-text for man(7) pages when groff is missing: requests dropped, font/alternating
-    macros joined, escapes mapped, filled text joined into paragraphs, no-fill blocks and tables kept line by
-    line."""
-    paras: list[list[str]] = [[]]
+    macros joined, escapes mapped, filled text joined into paragraphs, ``.TP`` tags on their own line, no-fill
+    blocks and tables kept line by line."""
+    blocks: list[tuple[str, list[str]]] = []  # ("fill" | "nofill", lines)
     fill = True
-    in_table = table_format = False
+    tp_tag = False  # the next text line is a .TP tag
+    table: list[str] | None = None  # data lines of the current tbl table
+    table_format = False
 
     def brk() -> None:
-        if paras[-1]:
-            paras.append([])
+        if blocks and blocks[-1][1]:
+            blocks.append(("fill", []))
 
     def emit(text: str) -> None:
-        if fill:
-            paras[-1].append(text)
-        else:
-            paras.append([text])  # a no-fill line is a paragraph of its own, joined with "\n" below
-            paras[-1].append("\0nofill")
+        nonlocal tp_tag
+        if tp_tag:  # the tag of a tagged paragraph: on its own line, directly above the body (as groff does)
+            tp_tag = False
+            blocks.extend([("tag", [text]), ("fill", [])])
+            return
+        kind = "fill" if fill else "nofill"
+        if not blocks or blocks[-1][0] != kind:
+            blocks.append((kind, []))
+        blocks[-1][1].append(text)
 
+    blocks.append(("fill", []))
     for raw in src.split("\n"):
-        if raw.startswith((".\\\"", "'\\\"", '.\\"')) or raw.strip() in (".", "'"):
+        if raw.startswith(_ROFF_COMMENTS) or raw.strip() in (".", "'"):
             continue
-        if in_table:
+        if table is not None:
             if raw.startswith(".TE"):
-                in_table = False
                 brk()
+                blocks.append(("nofill", _roff_table(table)))
+                blocks.append(("fill", []))
+                table = None
             elif table_format:
                 table_format = not raw.rstrip().endswith(".")
-            elif not raw.startswith("."):
-                emit("\t".join(_roff_inline(c).strip() for c in raw.split("\t")))
+            else:
+                table.append(raw)
             continue
         if raw[:1] in ".'" and len(raw) > 1:
             m = re.match(r"[.'][ \t]*(\S*)[ \t]*(.*)", raw)
@@ -359,12 +411,14 @@ def strip_roff(src: str) -> str:
             args = _roff_args(_roff_inline(rest)) if rest else []
             if req in ("SH", "SS"):
                 brk()
-                paras[-1].append(" ".join(args))
+                emit(" ".join(args))
                 brk()
             elif req in ("PP", "LP", "P", "sp", "br", "HP", "IP", "TP", "TQ", "RS", "RE", "in"):
                 brk()
-                if req == "IP" and args and args[0] not in ("", "\\(bu"):
-                    paras[-1].append(args[0])
+                if req == "IP" and args and args[0] not in ("", "•", "-", "*"):
+                    emit(args[0])
+                    brk()
+                tp_tag = req in ("TP", "TQ")
             elif req in ("B", "I", "SM", "SB"):
                 if args:
                     emit(" ".join(args))
@@ -377,13 +431,10 @@ def strip_roff(src: str) -> str:
                 fill = True
                 brk()
             elif req == "TS":
-                brk()
-                in_table = table_format = True
-            elif req in ("UR", "MT"):
-                continue
+                table, table_format = [], True
             elif req in ("UE", "ME") and args:
                 emit(" ".join(args))
-            # everything else (TH, ad, na, hy, nh, ne, ft, ps, ds, de, so, ...) produces no text
+            # everything else (TH, UR, ad, na, hy, nh, ne, ft, ps, ds, de, so, ...) produces no text
             continue
         text = _roff_inline(raw)
         if not fill:
@@ -392,20 +443,18 @@ def strip_roff(src: str) -> str:
             emit(text.strip())
         else:
             brk()
-    blocks: list[str] = []
-    code: list[str] = []
-    for p in paras:
-        if p and p[-1] == "\0nofill":
-            code.append(p[0])
-            continue
-        if code:
-            blocks.append("\n".join(code).strip("\n"))
-            code = []
-        if p:
-            blocks.append(join_lines(p))
-    if code:
-        blocks.append("\n".join(code).strip("\n"))
-    return "\n\n".join(b for b in blocks if b.strip())
+    out: list[str] = []
+    tag = ""
+    for kind, lines in blocks:
+        text = "\n".join(lines).strip("\n") if kind == "nofill" else join_lines(lines)
+        if kind == "tag":
+            tag = f"{tag}\n{text}" if tag else text
+        elif text.strip():
+            out.append(f"{tag}\n{text}" if tag else text)
+            tag = ""
+    if tag:
+        out.append(tag)
+    return _tidy_rendered("\n\n".join(out))
 
 
 #: Man-page sources: (language, archives, man root inside each archive).
@@ -455,7 +504,8 @@ def read_man_pages(source: str, lang: str, archives: dict[str, Path], man_root: 
             log.warning("cannot render %s: %s", path, e)
             return None, "render-error"
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
         for (package, path, rel), (text, status) in zip(jobs, pool.map(work, jobs), strict=True):
             if text is None:
                 stats.skip(status, path)
@@ -467,6 +517,8 @@ def read_man_pages(source: str, lang: str, archives: dict[str, Path], man_root: 
                             path.relative_to(archives[package]).as_posix(), "roff", stats)
             if doc is not None:
                 yield doc
+    finally:  # a consumer that stops early must not wait for the remaining pages to render
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -494,6 +546,7 @@ _HTML_BLOCK = {"p", "div", "section", "article", "main", "body", "blockquote", "
                "figure", "figcaption", "hr", "center", "address", "details", "summary", "fieldset", "legend",
                "html"}
 _BR, _CELL = "\x01", "\x02"  # placeholders that survive whitespace collapsing
+_CELL_SPACES = re.compile(" *\x02 *")
 
 
 def _localname(el: Any) -> str:
@@ -510,7 +563,7 @@ def _walk_blocks(root: Any, blocks: list[str], *, block: set[str], pre: Callable
     buf: list[str] = []
 
     def flush() -> None:
-        text = collapse_ws("".join(buf)).replace(_CELL, "\t").replace(_BR, "\n")
+        text = _CELL_SPACES.sub("\t", collapse_ws("".join(buf))).replace(_BR, "\n")
         text = "\n".join(line.strip(" ") for line in text.split("\n")).strip()
         if text:
             blocks.append(text)
@@ -786,7 +839,7 @@ def ddtp_description_to_text(value: str) -> str:
             paras.append(join_lines(current))
             current.clear()
         if verbatim:
-            paras.append("\n".join(verbatim))
+            paras.append(textwrap.dedent("\n".join(verbatim)))
             verbatim.clear()
 
     for line in long.split("\n"):
@@ -838,13 +891,16 @@ def read_ddtp(path: Path, lang: str, source: str = "ddtp", package_name: str | N
             continue
         by_md5[md5] = (pkg, value)
     seen_text: set[str] = set()
-    for md5, (pkg, value) in sorted(by_md5.items(), key=lambda kv: kv[1][0]):
+    used_keys: set[str] = set()
+    for md5, (pkg, value) in sorted(by_md5.items(), key=lambda kv: (kv[1][0], kv[0])):
         body = ddtp_description_to_text(value)
         if body in seen_text:
             stats.skip("duplicate-text")
             continue
         seen_text.add(body)
-        key = pkg if md5 == value else f"{pkg}/{md5}"
+        # a package listed twice (two versions in the archive) keeps its name for the first description
+        key = pkg if pkg not in used_keys else f"{pkg}/{md5}"
+        used_keys.add(key)
         doc = _make_doc(source, lang, key, body, f"ddtp:{pkg}", package_name or path.name, path.name, "ddtp",
                         stats, md5=None if md5 == value else md5)
         if doc is not None:
@@ -887,6 +943,11 @@ def wikitext_to_text(wikitext: str) -> str:
         except ValueError:  # already gone with an enclosing node
             pass
     text = code.strip_code(normalize=True, collapse=True)
+    # what removed templates leave behind: "(named , plural" / "( )" / double spaces
+    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)
+    text = re.sub(r"(?<=\()\s*[,;]\s*", "", text)
+    text = re.sub(r"[ \t]+(?=[,;.:)])", "", text)
+    text = re.sub(r"[ \t]{2,}", " ", text)
     paras: list[str] = []
     for block in re.split(r"\n\s*\n", text):
         lines = [ln.strip() for ln in block.split("\n")]
@@ -968,7 +1029,11 @@ _RST_COMMENT_OR_TARGET = re.compile(r"^(\s*)\.\.(\s|$)")
 _RST_DROP_DIRECTIVES = {"toctree", "image", "figure", "include", "literalinclude", "raw", "contents", "index",
                         "highlight", "currentmodule", "module", "default-role", "role", "only",
                         "tabularcolumns", "include-toc", "code-block-options", "csv-table",
-                        "django-admin-option-list"}
+                        "django-admin-option-list",
+                        # Django's cross-reference targets, each followed by a heading that repeats its name
+                        "setting", "templatetag", "templatefilter", "fieldlookup"}
+_RST_CODE_DIRECTIVES = {"code-block", "code", "sourcecode", "console", "parsed-literal", "doctest",
+                        "highlight"}
 _RST_ROLE = re.compile(r":[\w:.+-]+:`([^`]*)`")
 _RST_LINK = re.compile(r"`([^`<]*?)\s*<[^`>]*>`__?")
 _RST_REF = re.compile(r"`([^`]+)`__?")
@@ -1003,12 +1068,13 @@ def rst_to_text(rst: str) -> str:
     """Light reStructuredText cleanup (docutils would need every Sphinx/Django directive and role registered):
     heading adornments, comments, link targets, option lines and non-prose directives (toctree, image, index,
     ...) removed; roles, links and inline markup reduced to their text; ``::`` literal markers simplified;
-    wrapped lines of a paragraph joined, literal blocks and lists kept line by line."""
-    lines = rst.expandtabs(8).split("\n")
-    out: list[str] = []
+    wrapped lines of a paragraph or list item joined; literal blocks (after ``::`` or a code directive) kept
+    verbatim."""
+    out: list[tuple[str, bool]] = []  # (line, is literal) with "" between blocks
     drop_indent: int | None = None  # inside a dropped directive/comment: its indentation
+    literal_indent: int | None = None  # inside a literal block introduced at this indentation
     in_options = False  # just after a directive line: ":option: value" lines follow
-    for line in lines:
+    for line in rst.expandtabs(8).split("\n"):
         stripped = line.strip()
         indent = len(line) - len(line.lstrip())
         if drop_indent is not None:
@@ -1016,9 +1082,14 @@ def rst_to_text(rst: str) -> str:
                 continue
             drop_indent = None
         if in_options:
-            if re.match(r"^\s*:[\w -]+:", line) and stripped:
+            if stripped and re.match(r"^\s*:[\w -]+:", line):
                 continue
             in_options = False
+        if literal_indent is not None:
+            if not stripped or indent > literal_indent:
+                out.append((line.rstrip(), True))  # blank lines inside a literal block are part of it
+                continue
+            literal_indent = None
         if _RST_ADORNMENT.match(line):
             continue
         m = _RST_DIRECTIVE.match(line)
@@ -1028,43 +1099,51 @@ def rst_to_text(rst: str) -> str:
                 drop_indent = indent
                 continue
             in_options = True
-            # object descriptions (function::, setting::, class:: ...) keep their signature; admonitions
-            # their title
-            if arg and name not in ("code-block", "code", "sourcecode", "highlight"):
-                out.append(" " * indent + _rst_inline(arg))
-            out.append("")
+            out.append(("", False))
+            if name in _RST_CODE_DIRECTIVES:
+                literal_indent = indent
+            elif arg:  # object descriptions (function:: ...) keep their signature, admonitions their title
+                out.extend([(" " * indent + arg, False), ("", False)])
             continue
         if _RST_COMMENT_OR_TARGET.match(line):  # comment or ".. _label:" target (with its indented body)
             drop_indent = indent
             continue
-        if stripped == "::":
-            out.append("")
-            continue
         if stripped.endswith("::"):
+            literal_indent = indent
             line = line.rstrip()[:-1]
-            if line.endswith(" :"):
-                line = line[:-2]
-        out.append(_rst_inline(line))
-    # join wrapped prose lines: a block of equally indented lines, none a list item or table row
+            if line.endswith(" :") or line.strip() == ":":
+                line = line[:-2] if line.endswith(" :") else ""
+        out.append((line.rstrip(), False))
+
     paras: list[str] = []
     block: list[str] = []
+    block_literal = False
 
     def flush() -> None:
         if not block:
             return
-        indents = {len(b) - len(b.lstrip()) for b in block}
-        listy = any(_RST_LIST.match(b) or b.lstrip().startswith(("|", "+-", ">>>", "$ ")) for b in block)
-        if len(indents) == 1 and not listy and min(indents) < 4:
-            paras.append(join_lines(block))
-        else:
+        if block_literal:
             paras.append(textwrap.dedent("\n".join(block)).strip("\n"))
+        elif any(_RST_LIST.match(b) or b.lstrip().startswith(("|", "+-", "=")) for b in block):
+            items: list[list[str]] = []
+            for b in textwrap.dedent("\n".join(block)).split("\n"):
+                continuation = b.startswith(" ") and not b.lstrip().startswith(("|", "+"))
+                if items and continuation and not _RST_LIST.match(b):
+                    items[-1].append(b)  # continuation of a list item
+                else:
+                    items.append([b])
+            paras.append("\n".join(_rst_inline(join_lines(i)) if len(i) > 1 else _rst_inline(i[0]).rstrip()
+                                   for i in items))
+        else:
+            paras.append(re.sub(" {2,}", " ", _rst_inline(join_lines(block))))
         block.clear()
 
-    for line in out:
-        if line.strip():
-            block.append(line.rstrip())
-        else:
+    for line, literal in out:
+        if literal != block_literal or (not literal and not line.strip()):
             flush()
+            block_literal = literal
+        if line.strip() or (literal and block):
+            block.append(line)
     flush()
     return "\n\n".join(p for p in paras if p.strip())
 
@@ -1171,15 +1250,15 @@ def read_local(path: Path, language: str, source_name: str, text_field: str = "t
             stats.notes["unsupported-file"] += 1
             continue
         stats.files_seen += 1
-        meta = {"package": "local", "path": str(file)}
+        meta = {"package": "local", "path": rel}
         if file.suffix == ".txt":
             text, status = decode_document(file.read_bytes())
             if text is None:
                 stats.skip(status, file)
                 continue
             _note_encoding(stats, status)
-            doc = _make_doc(source_name, language, rel, text, f"{source_name}:{rel}", "local", str(file),
-                            "txt", stats)
+            doc = _make_doc(source_name, language, rel, text, f"{source_name}:{rel}", "local", rel, "txt",
+                            stats)
             if doc is not None:
                 yield doc
         elif file.suffix == ".jsonl":
@@ -1234,7 +1313,7 @@ def _read_parquet(file: Path, rel: str, lang: str, source: str, text_field: str,
                 stats.skip("missing-field", f"{file}:{row}")
                 continue
             key = f"{rel}#{row}"
-            doc = _make_doc(source, lang, key, value, f"{source}:{key}", "local", str(file), "parquet", stats,
+            doc = _make_doc(source, lang, key, value, f"{source}:{key}", "local", rel, "parquet", stats,
                             row=row)
             if doc is not None:
                 yield doc

@@ -372,6 +372,7 @@ def ellipsis_frac(text: str) -> float:
 # Illustrative only: a handful of adult/spam terms so the rule has something to match offline. A real web-scale run
 # should supply a curated list through QualityFilters.ng_words. English terms match on word boundaries (so "anal"
 # would not hit "analysis" if it were listed); Japanese terms match as substrings.
+# fmt: off
 DEFAULT_NG_WORDS: tuple[str, ...] = (
     # Japanese
     "アダルト動画", "無修正", "出会い系", "セフレ", "援助交際", "援交", "人妻", "熟女", "巨乳", "風俗嬢",
@@ -381,6 +382,7 @@ DEFAULT_NG_WORDS: tuple[str, ...] = (
     "porn", "porno", "pornography", "xvideos", "hentai", "milf", "camgirl", "escort service", "nude pics",
     "viagra", "cialis", "online casino", "payday loan", "get rich quick", "click here to buy",
 )
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -639,9 +641,7 @@ def make_executor(
         from datatrove.executor import SlurmPipelineExecutor
 
         opts = {"workers": nworkers, **cfg.options}
-        return SlurmPipelineExecutor(
-            pipeline, tasks=ntasks, logging_dir=str(logging_dir), depends=depends, **opts
-        )
+        return SlurmPipelineExecutor(pipeline, tasks=ntasks, logging_dir=str(logging_dir), depends=depends, **opts)
     if cfg.kind == "ray":
         from datatrove.executor import RayPipelineExecutor
 
@@ -725,11 +725,12 @@ def run_quality_pipeline(
     ``work_dir`` receives datatrove logs (``work_dir/logs``) and one exclusion folder per rule
     (``work_dir/excluded/<rule>/``); both, and ``output_dir``, are replaced. Returns::
 
-        {"docs_in", "chars_in", "chars_normalised", "docs_out", "chars_out", "corrupt_lines", "corrupt_files",
+        {"docs_in", "chars_read", "chars_in", "docs_out", "chars_out", "corrupt_lines", "corrupt_files",
          "rules": {rule: {"docs", "chars", "examples": [{"id", "value", "text"}]}}}
 
-    ``chars_in`` counts the input as read; ``chars_normalised`` after NFKC (equal without it); per-rule ``chars``
-    and ``chars_out`` are after normalisation, so ``chars_normalised == chars_out + Σ rules.chars``. A document
+    ``chars_read`` counts the input as read; ``chars_in`` the characters entering the rules, i.e. after NFKC (equal
+    without it); per-rule ``chars`` and ``chars_out`` are after normalisation too, so
+    ``chars_in == chars_out + Σ rules[r].chars`` and ``docs_in == docs_out + Σ rules[r].docs``. A document
     whose statistic raised is dropped by that rule (stats: ``errors``) and counted with it.
     """
     input_dir, output_dir, work_dir = Path(input_dir), Path(output_dir), Path(work_dir)
@@ -751,11 +752,11 @@ def run_quality_pipeline(
     stats = read_stats(logs)
     reader = stats[0]["stats"] if stats else {}
     writer = stats[-1]["stats"] if stats else {}
-    chars_in = metric_total(reader.get("doc_len"))
+    chars_read = metric_total(reader.get("doc_len"))
     out = {
         "docs_in": metric_total(reader.get("documents")),
-        "chars_in": chars_in,
-        "chars_normalised": metric_total(stats[1]["stats"].get("doc_len")) if nfkc and stats else chars_in,
+        "chars_read": chars_read,
+        "chars_in": metric_total(stats[1]["stats"].get("doc_len")) if nfkc and stats else chars_read,
         "docs_out": metric_total(writer.get("total")),
         "chars_out": metric_total(writer.get("doc_len")),
         "corrupt_lines": metric_total(reader.get("corrupt_lines")),
@@ -764,7 +765,11 @@ def run_quality_pipeline(
     }
     log.info(
         "quality[%s]: %d -> %d docs, %d -> %d chars",
-        lang, out["docs_in"], out["docs_out"], out["chars_normalised"], out["chars_out"],
+        lang,
+        out["docs_in"],
+        out["docs_out"],
+        out["chars_in"],
+        out["chars_out"],
     )
     return out
 

@@ -19,7 +19,6 @@ translation always land in the same split.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -180,13 +179,31 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
         return out
     t_start = time.perf_counter()
     timer = _Timer()
-    cc = cfg.corpus
     work = out.parent / "work" / "corpus"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     stage = Path(str(out) + ".tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    try:
+        _build(cfg, stage, work, timer, t_start)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    # Swap the finished stage in as a whole: a killed run never leaves a half-written corpus behind.
+    old = Path(str(out) + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("corpus: wrote %s in %.0f s", out, time.perf_counter() - t_start)
+    return out
+
+
+def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) -> None:
+    """The stage's steps, writing everything into ``stage`` (swapped in by the caller when this returns)."""
+    cc = cfg.corpus
     report: dict[str, Any] = {"profile": cfg.profile}
 
     # 1. fetch ------------------------------------------------------------------------------------------------
@@ -251,7 +268,7 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
             docs[hs.language].extend(got)
             raw_sizes[hs.name][hs.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
     report["raw_sizes"] = raw_sizes
-    report["skipped_inputs"] = {"extract": dataclasses.asdict(xstats), "align": dataclasses.asdict(astats)}
+    report["skipped_inputs"] = {"extract": xstats.as_dict(), "align": astats.as_dict()}
 
     sp = cc.split
 
@@ -280,7 +297,7 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
                 cc.executor,
             )
         report["filters"][lang] = fstats
-        if cc.dedup.enabled:
+        if cc.dedup.enabled and fstats.get("docs_out", 0) > 0:
             with timer(f"dedup-{lang}"):
                 dstats = dedup.run_dedup(
                     work / "filtered" / lang,
@@ -366,15 +383,6 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
     write_json_atomic(
         stage / "provenance.json", provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg))
     )
-    # Swap the finished stage in as a whole: a killed run never leaves a half-written corpus behind.
-    old = Path(str(out) + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
-    log.info("corpus: wrote %s in %.0f s", out, report["timings_s"]["total"])
-    return out
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -1,0 +1,208 @@
+"""Stage 01 end to end on `local` sources (no network, no archives): bad input is counted and skipped, legacy
+encodings come out as the right text, filters and dedup run on datatrove, outputs are loadable and the stage is
+skipped when nothing changed."""
+
+import json
+import random
+
+import datasets
+import pandas as pd
+import pytest
+import yaml
+
+from swallowlib.config import load_config
+from swallowlib.corpus import pipeline
+
+JA_SENTENCES = [
+    "この章では、設定ファイルの書き方について順番に説明します。",
+    "まず、ホームディレクトリに新しいフォルダーを作成してください。",
+    "次に、エディターでファイルを開いて内容を確認しましょう。",
+    "保存したあとは、端末からコマンドを実行して結果を見てみます。",
+    "うまく動かないときは、ログに出力されたメッセージを読んでください。",
+    "多くの場合、原因は小さな書き間違いであることがわかります。",
+    "権限が足りない場合には、管理者に相談するのがよいでしょう。",
+    "古い設定は念のためにバックアップとして残しておきます。",
+    "このような手順を何度か繰り返すと、作業にも慣れてきます。",
+    "詳しい説明は、付録にまとめた資料を参照してください。",
+    "ネットワークの設定は、環境によって少しずつ異なります。",
+    "同じ作業を自動化したいときは、簡単なスクリプトを書きます。",
+    "文字コードの違いによって、表示が乱れることもあります。",
+    "そのため、ファイルは必ず同じ形式で保存するようにしてください。",
+    "最後に、変更した内容を仲間と共有して確認してもらいます。",
+    "わからない言葉があれば、用語集で意味を調べてみましょう。",
+    "画面の表示が変わらないときは、一度ログアウトしてください。",
+    "新しい機能を試す前に、現在の状態を記録しておくと安心です。",
+    "この方法は、小さなサーバーでも大きなサーバーでも使えます。",
+    "ここまでの内容を理解できたら、次の章に進んでください。",
+    "もし途中で失敗しても、最初からやり直せば問題ありません。",
+    "設定を変えたあとは、サービスを再起動する必要があります。",
+    "利用者の数が増えると、必要なメモリーの量も増えていきます。",
+    "それぞれの項目について、短い例を使って説明していきます。",
+]
+EN_SENTENCES = [
+    "This chapter explains how the configuration file is organised.",
+    "First, create a new directory in your home folder.",
+    "Then open the file in an editor and look at its contents.",
+    "After saving, run the command from a terminal and check the result.",
+    "When something goes wrong, read the messages written to the log.",
+    "In many cases the cause turns out to be a small typing mistake.",
+    "If you lack the permissions, ask the administrator for help.",
+    "Keep the old settings as a backup, just in case.",
+    "After repeating these steps a few times the work becomes familiar.",
+    "The appendix collects further material on every topic covered here.",
+    "Network settings differ slightly from one environment to another.",
+    "To automate the same task, write a short script.",
+    "Different character encodings can garble what the screen shows.",
+    "Always save files in the same format for that reason.",
+    "Finally, share your changes with a colleague and ask for a review.",
+    "Look up unfamiliar words in the glossary at the end of the book.",
+]
+
+
+def _doc(pool, rng, n=18, sep=""):
+    picked = rng.sample(pool, n)
+    paras = [sep.join(picked[i : i + 3]) for i in range(0, n, 3)]
+    return "\n\n".join(paras)
+
+
+def _one_char_edit(text):
+    i = len(text) // 2
+    return text[:i] + ("ぬ" if text[i] != "ぬ" else "ね") + text[i + 1 :]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    ja, en = tmp / "ja", tmp / "en"
+    ja.mkdir()
+    en.mkdir()
+    texts = {}
+    for i in range(24):
+        texts[f"doc{i:02d}.txt"] = _doc(JA_SENTENCES, rng)
+        (ja / f"doc{i:02d}.txt").write_text(texts[f"doc{i:02d}.txt"], encoding="utf-8")
+    # The same kind of document in legacy encodings: must come out as exactly this text.
+    sjis_text, euc_text = _doc(JA_SENTENCES, rng), _doc(JA_SENTENCES, rng)
+    (ja / "legacy_sjis.txt").write_bytes(sjis_text.encode("shift_jis"))
+    (ja / "legacy_euc.txt").write_bytes(euc_text.encode("euc_jp"))
+    # A near-duplicate (one character changed): MinHash must drop one of the two.
+    near = _one_char_edit(texts["doc00.txt"])
+    (ja / "near_dup.txt").write_text(near, encoding="utf-8")
+    # Bad input: counted and skipped, never fatal.
+    (ja / "empty.txt").write_bytes(b"")
+    (ja / "nul.txt").write_bytes(b"\x00\x01\x02binary\x00" * 200)
+    (ja / "broken.jsonl").write_bytes(b'{"text": "short"}\nnot json at all\n{"other": 1}\n')
+    (ja / "short.txt").write_text("短すぎる文書です。", encoding="utf-8")  # removed by the min_chars rule
+    for i in range(12):
+        (en / f"doc{i:02d}.txt").write_text(_doc(EN_SENTENCES, rng, n=10, sep=" "), encoding="utf-8")
+
+    cfg = {
+        "profile": "pytest",
+        "corpus": {
+            "sources": [],
+            "local": [
+                {"name": "mine-ja", "path": str(ja), "language": "ja", "licence": "CC0 (test)"},
+                {"name": "mine-en", "path": str(en), "language": "en", "licence": "CC0 (test)"},
+            ],
+            "filters": {"ja": {}, "en": {"min_hiragana_frac": None, "max_katakana_frac": None,
+                                         "min_japanese_frac": None, "min_avg_sentence_chars": None,
+                                         "max_avg_sentence_chars": None, "max_sentence_chars": None}},
+            "split": {"valid": 0.1, "test": 0.1},
+            "executor": {"kind": "local", "workers": 1, "tasks": 1},
+        },
+    }
+    cfg_path = tmp / "pytest.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    out = tmp / "out" / "corpus"
+    pipeline.build_corpus(load_config(cfg_path), out=out)
+    return {"out": out, "cfg_path": cfg_path, "sjis": sjis_text, "euc": euc_text, "texts": texts}
+
+
+def _all(out, lang):
+    return pd.concat([pd.read_parquet(out / lang / f"{s}.parquet") for s in pipeline.SPLITS], ignore_index=True)
+
+
+def test_outputs_are_datasets_with_cards(built):
+    out = built["out"]
+    for name in ("ja", "en", "parallel"):
+        for s in pipeline.SPLITS:
+            assert (out / name / f"{s}.parquet").is_file()
+        assert (out / name / "README.md").is_file()
+    ds = datasets.load_dataset("parquet", data_files=str(out / "ja" / "train.parquet"), split="train")
+    assert {"id", "text", "source", "group", "meta"} <= set(ds.column_names)
+    card = (out / "ja" / "README.md").read_text()
+    assert "mine-ja" in card and "CC0 (test)" in card
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["fingerprint"] and prov["versions"]["datatrove"] and prov["config"]["profile"] == "pytest"
+    assert not list(out.parent.glob("corpus.tmp*")) and not list(out.parent.glob("corpus.old*"))
+
+
+def test_legacy_encodings_decode_exactly_and_bad_input_is_counted(built):
+    df = _all(built["out"], "ja")
+    texts = set(df["text"])
+    assert built["sjis"] in texts and built["euc"] in texts  # NFKC leaves this text unchanged
+    assert not any("\ufffd" in t for t in texts)
+    report = json.loads((built["out"] / "report.json").read_text())
+    skipped = json.dumps(report["skipped_inputs"])
+    for reason in ("empty", "nul-bytes", "bad-json", "missing-field"):
+        assert reason in skipped, reason
+
+
+def test_filters_and_dedup_remove_what_they_should(built):
+    report = json.loads((built["out"] / "report.json").read_text())
+    df = _all(built["out"], "ja")
+    assert not (df["text"].str.len() < 400).any()
+    assert report["filters"]["ja"]["rules"]["min_chars"]["docs"] >= 2  # short.txt and the short jsonl line
+    doc0 = built["texts"]["doc00.txt"]
+    near = _one_char_edit(doc0)
+    assert (doc0 in set(df["text"])) != (near in set(df["text"]))  # exactly one of the near-duplicates survives
+    assert report["dedup"]["ja"]["docs_removed"] >= 1
+    funnel = report["funnel"]["ja"]
+    assert funnel[-1]["docs"] == len(df) == funnel[-2]["docs"]  # the funnel adds up to what was written
+    assert report["sizes"]["ja"]["train"]["docs"] + report["sizes"]["ja"]["valid"]["docs"] + report["sizes"]["ja"][
+        "test"
+    ]["docs"] == len(df)
+
+
+def test_splits_follow_groups(built):
+    df = _all(built["out"], "ja")
+    for split in pipeline.SPLITS:
+        part = pd.read_parquet(built["out"] / "ja" / f"{split}.parquet")
+        for g in part["group"]:
+            assert pipeline.split_of(g, 0.1, 0.1, 0) == split
+    assert df["id"].is_unique
+
+
+def test_rerun_is_a_no_op_and_config_change_reruns(built):
+    cfg = load_config(built["cfg_path"])
+    out = built["out"]
+    before = (out / "report.json").stat().st_mtime_ns
+    pipeline.build_corpus(cfg, out=out)
+    assert (out / "report.json").stat().st_mtime_ns == before
+    data = yaml.safe_load(built["cfg_path"].read_text())
+    data["corpus"]["dedup"] = {"enabled": False}
+    built["cfg_path"].write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert not pipeline.is_up_to_date(load_config(built["cfg_path"]), out)
+
+
+def test_a_failing_stage_keeps_the_previous_output(built, monkeypatch):
+    out = built["out"]
+    before = (out / "report.json").read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("filters crashed")
+
+    monkeypatch.setattr(pipeline.filters, "run_quality_pipeline", boom)
+    with pytest.raises(RuntimeError, match="filters crashed"):
+        pipeline.build_corpus(load_config(built["cfg_path"]), force=True, out=out)
+    assert (out / "report.json").read_bytes() == before
+    assert not list(out.parent.glob("corpus.tmp*"))
+
+
+def test_split_of_is_deterministic_and_proportional():
+    groups = [f"g{i}" for i in range(20000)]
+    splits = [pipeline.split_of(g, 0.02, 0.03, 0) for g in groups]
+    assert splits == [pipeline.split_of(g, 0.02, 0.03, 0) for g in groups]
+    assert abs(splits.count("test") / len(groups) - 0.03) < 0.005
+    assert abs(splits.count("valid") / len(groups) - 0.02) < 0.005
+    assert pipeline.split_of("g1", 0.02, 0.03, 1) in pipeline.SPLITS
