@@ -152,6 +152,9 @@ class CorpusConfig:
     max_pairs_per_source: int | None = None
     nfkc: dict[str, bool] = field(default_factory=lambda: {"ja": True, "en": False})
     filters: dict[str, QualityFilters] = field(default_factory=dict)  # per language
+    # Also run the paper's exact thresholds (QualityFilters defaults) on the Japanese documents, for the report only,
+    # so a profile that adapts thresholds shows what the paper's rules would have kept.
+    compare_paper_filters: bool = True
     dedup: DedupConfig = field(default_factory=DedupConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)

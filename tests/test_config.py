@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from swallowlib import paths
-from swallowlib.config import ConfigError, load_config
+from swallowlib.config import ConfigError, QualityFilters, load_config
 
 
 @pytest.mark.parametrize("profile", ["smoke", "tiny"])
@@ -100,7 +100,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_defaults_are_swallow_thresholds():
-    f = load_config("tiny").corpus.filters["ja"]
+    f = QualityFilters()
     assert f.max_top_ngram_char_frac == {2: 0.20, 3: 0.18, 4: 0.16}
     assert f.max_dup_ngram_char_frac == {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     assert (f.max_katakana_frac, f.min_japanese_frac, f.max_sentence_chars) == (0.5, 0.5, 200)

@@ -148,7 +148,9 @@ def run_dedup(
     input_dir, output_dir, work_dir = Path(input_dir), Path(output_dir), Path(work_dir)
     work = fresh_dir(work_dir, keep_out=[input_dir, output_dir])
     removed = fresh_dir(Path(removed_dir) if removed_dir else work / "removed", keep_out=[input_dir])
-    tmp_out = fresh_dir(output_dir.with_name(output_dir.name + ".tmp"), keep_out=[input_dir])
+    # renamed into place when complete; a Slurm run returns at submission, so it writes straight into output_dir
+    final_dir = output_dir if executor_cfg.kind == "slurm" else output_dir.with_name(output_dir.name + ".tmp")
+    tmp_out = fresh_dir(final_dir, keep_out=[input_dir])
     mh = minhash_config(cfg)
     sigs, buckets, clusters, logs = work / "signatures", work / "buckets", work / "clusters", work / "logs"
 

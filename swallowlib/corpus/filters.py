@@ -26,10 +26,11 @@ Definitions (the same for Japanese and English text):
   e.g. man-page indentation, should not dilute a fraction).
 - *n-gram units* for the repetition rules (Gopher, Rae et al. 2021, Table A1): "words". English words are
   whitespace-separated tokens (as in Gopher); Japanese words are MeCab tokens (fugashi + unidic-lite, whitespace
-  dropped), so a Japanese 5-gram spans about as much text as an English one. Measured on 1,038 Japanese man
-  pages: with single *characters* as units the same formulas flag 98% of pages as "duplicate 5-gram > 0.15"
-  (and Swallow's released count-based variant over characters still 53%), with MeCab words 30% -- character
-  5-grams recur in any Japanese text ("ファイル", "する。"), so thresholds tuned on English words do not transfer.
+  dropped), so a Japanese 5-gram spans about as much text as an English one. Measured on manpages-ja (groff
+  output): with single *characters* as units the same formulas flag 98% of pages as "duplicate 5-gram > 0.15"
+  (Swallow's released count-based variant over characters: 53% of the pages >= 400 characters), with MeCab
+  words 30% -- character 5-grams recur in any Japanese text ("ファイル", "する。"), so thresholds tuned on
+  English words do not transfer to characters.
   The split depends only on the ``lang`` of the pipeline, and all n-gram rules use the same one.
 - *top n-gram character fraction*: characters covered by the occurrences of the most frequent n-gram / all unit
   characters (overlapping occurrences are counted once, so the value is in [0, 1]).
@@ -735,7 +736,10 @@ def run_quality_pipeline(
     """
     input_dir, output_dir, work_dir = Path(input_dir), Path(output_dir), Path(work_dir)
     work = fresh_dir(work_dir, keep_out=[input_dir, output_dir])
-    tmp_out = fresh_dir(output_dir.with_name(output_dir.name + ".tmp"), keep_out=[input_dir])
+    # written under a temporary name and renamed when complete; a Slurm run returns at submission, so it writes
+    # straight into output_dir
+    final_dir = output_dir if executor_cfg.kind == "slurm" else output_dir.with_name(output_dir.name + ".tmp")
+    tmp_out = fresh_dir(final_dir, keep_out=[input_dir])
     excl = work / "excluded"
     logs = work / "logs"
     pipeline: list[PipelineStep] = [SafeJsonlReader(str(input_dir))]

@@ -29,6 +29,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,22 @@ def _cap(items: list, n: int | None, key) -> list:
         return items
     keep = set(sorted(range(len(items)), key=lambda i: hashlib.md5(key(items[i]).encode()).digest())[:n])
     return [x for i, x in enumerate(items) if i in keep]
+
+
+def _take_per_lang(docs: Iterable[Document], n: int | None, langs: tuple[str, ...]) -> list[Document]:
+    """The first ``n`` documents of each language, stopping extraction as soon as every language has them.
+
+    Used by capped profiles (smoke) so that extraction does not render a whole source to keep a slice of it.
+    """
+    out: list[Document] = []
+    count: Counter[str] = Counter()
+    for d in docs:
+        if n is None or count[d.lang] < n:
+            out.append(d)
+            count[d.lang] += 1
+        if n is not None and langs and all(count[lang] >= n for lang in langs):
+            break
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -217,44 +234,37 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
                 roots[name][arc.name] = fetch.unpack(fa)
         write_json_atomic(stage / "manifest.json", {"archives": manifest})
 
-    # 2. extract documents and pairs ----------------------------------------------------------------------------
-    xstats = extract.ExtractStats()
-    astats = align.AlignStats()
+    # 2. extract documents and pairs (one process per source, two at a time: man-page rendering dominates) --------
     docs: dict[str, list[Document]] = {"ja": [], "en": []}
     pairs: list[Pair] = []
     raw_sizes: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)  # source -> lang -> {docs, chars}
     faq_items: list[dict] = []
     synopsis_items: list[dict] = []
+    skipped: dict[str, dict] = {"extract": {}, "align": {}}
     with timer("extract"):
-        for name in tqdm(cc.sources, desc="extract", unit="source"):
-            role = (
-                "eval" if name in cc.eval_sources else "parallel" if name in cc.parallel_sources else "mono"
-            )
-            src = CATALOGUE[name]
-            if role == "mono" and src.languages:
-                got = list(extract.extract_documents(name, roots[name], xstats))
+        jobs = [(name, roots[name], cc) for name in cc.sources]
+        with ProcessPoolExecutor(max_workers=min(2, max(1, len(jobs)))) as pool:
+            results = pool.map(_extract_source, jobs)
+            for name, res in zip(
+                cc.sources, tqdm(results, total=len(jobs), desc="extract", unit="source"), strict=True
+            ):
                 for lang in LANGS:
-                    mine = _cap([d for d in got if d.lang == lang], cc.max_docs_per_source, lambda d: d.id)
+                    mine = [d for d in res["docs"] if d.lang == lang]
                     docs[lang].extend(mine)
                     if mine:
                         raw_sizes[name][lang] = {"docs": len(mine), "chars": sum(len(d.text) for d in mine)}
-            if role == "parallel":
-                got_pairs = _cap(
-                    list(align.align_pairs(name, roots[name], astats)),
-                    cc.max_pairs_per_source,
-                    lambda p: p.id,
-                )
-                pairs.extend(got_pairs)
-                raw_sizes[name]["pairs"] = {
-                    "pairs": len(got_pairs),
-                    "chars_en": sum(len(p.en) for p in got_pairs),
-                    "chars_ja": sum(len(p.ja) for p in got_pairs),
-                }
-            if name == "debian-faq" and cc.eval.faq:
-                faq_items = list(evalmaterial.faq_qa(roots[name]))
-            if name == "ddtp" and cc.eval.synopsis_pairs:
-                for lang in LANGS:
-                    synopsis_items.extend(evalmaterial.ddtp_synopsis(roots[name], lang))
+                if res["pairs"] is not None:
+                    pairs.extend(res["pairs"])
+                    raw_sizes[name]["pairs"] = {
+                        "pairs": len(res["pairs"]),
+                        "chars_en": sum(len(p.en) for p in res["pairs"]),
+                        "chars_ja": sum(len(p.ja) for p in res["pairs"]),
+                    }
+                faq_items.extend(res["faq"])
+                synopsis_items.extend(res["synopsis"])
+                _add_counts(skipped["extract"], res["xstats"])
+                _add_counts(skipped["align"], res["astats"])
+        xstats = extract.ExtractStats()
         for ls in cc.local:
             got = list(extract.read_local(Path(ls.path), ls.language, ls.name, ls.text_field, xstats))
             docs[ls.language].extend(got)
@@ -262,13 +272,14 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
         for hs in cc.hub:
             got = list(
                 extract.read_hub(
-                    hs.dataset, hs.config, hs.split, hs.text_field, hs.language, hs.name, hs.max_docs
+                    hs.dataset, hs.config, hs.split, hs.text_field, hs.language, hs.name, hs.max_docs, stats=xstats
                 )
             )
             docs[hs.language].extend(got)
             raw_sizes[hs.name][hs.language] = {"docs": len(got), "chars": sum(len(d.text) for d in got)}
+        _add_counts(skipped["extract"], xstats.as_dict())
     report["raw_sizes"] = raw_sizes
-    report["skipped_inputs"] = {"extract": xstats.as_dict(), "align": astats.as_dict()}
+    report["skipped_inputs"] = skipped
 
     sp = cc.split
 
@@ -277,7 +288,7 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
 
     # 3. filter and dedup each language on datatrove ------------------------------------------------------------
     final: dict[str, pd.DataFrame] = {}
-    report["filters"], report["dedup"], report["funnel"] = {}, {}, {}
+    report["filters"], report["dedup"], report["funnel"], report["filters_paper"] = {}, {}, {}, {}
     for lang in LANGS:
         if not docs[lang]:
             final[lang] = pd.DataFrame(columns=["id", "text", "source", "group", "split", "meta"])
@@ -297,6 +308,17 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
                 cc.executor,
             )
         report["filters"][lang] = fstats
+        if lang == "ja" and cc.compare_paper_filters and qcfg != QualityFilters():
+            with timer("filter-ja-paper-thresholds"):
+                report["filters_paper"][lang] = filters.run_quality_pipeline(
+                    raw_dir,
+                    work / "paper" / lang,
+                    lang,
+                    QualityFilters(),
+                    cc.nfkc.get(lang, False),
+                    work / "pwork" / lang,
+                    cc.executor,
+                )
         if cc.dedup.enabled and fstats.get("docs_out", 0) > 0:
             with timer(f"dedup-{lang}"):
                 dstats = dedup.run_dedup(
@@ -353,9 +375,7 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
     # 5. evaluation sets, decontaminated against every training split -----------------------------------------
     with timer("decontaminate"):
         train_texts = _training_texts(final, pdf)
-        evals, report["decontamination"] = _evaluation_sets(
-            cfg, pdf, faq_items, synopsis_items, split, train_texts
-        )
+        evals, report["decontamination"] = _evaluation_sets(cfg, pdf, faq_items, synopsis_items, split, train_texts)
         # The held-out parallel pairs that were contaminated leave the parallel test split too.
         drop = set(evals.pop("_parallel_contaminated_ids"))
         pdf = pdf[~pdf["id"].isin(drop)].reset_index(drop=True)
@@ -380,9 +400,37 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
     report["timings_s"] = dict(timer.t, total=round(time.perf_counter() - t_start, 2))
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     write_json_atomic(stage / "report.json", report)
-    write_json_atomic(
-        stage / "provenance.json", provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg))
-    )
+    write_json_atomic(stage / "provenance.json", provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg)))
+
+
+def _extract_source(job: tuple[str, dict[str, Path], Any]) -> dict[str, Any]:
+    """Everything one catalogue source contributes, by its role (runs in a worker process)."""
+    name, roots, cc = job
+    role = "eval" if name in cc.eval_sources else "parallel" if name in cc.parallel_sources else "mono"
+    src = CATALOGUE[name]
+    xstats, astats = extract.ExtractStats(), align.AlignStats()
+    out: dict[str, Any] = {"docs": [], "pairs": None, "faq": [], "synopsis": []}
+    if role == "mono" and src.languages:
+        out["docs"] = _take_per_lang(
+            extract.extract_documents(name, roots, xstats), cc.max_docs_per_source, src.languages
+        )
+    if role == "parallel":
+        out["pairs"] = _cap(list(align.align_pairs(name, roots, astats)), cc.max_pairs_per_source, lambda p: p.id)
+    if name == "debian-faq" and cc.eval.faq:
+        out["faq"] = list(evalmaterial.faq_qa(roots))
+    if name == "ddtp" and cc.eval.synopsis_pairs:
+        out["synopsis"] = [s for lang in LANGS for s in evalmaterial.ddtp_synopsis(roots, lang)]
+    out["xstats"], out["astats"] = xstats.as_dict(), astats.as_dict()
+    return out
+
+
+def _add_counts(acc: dict, new: dict) -> None:
+    """Add nested count dictionaries (numbers add up, sub-dicts merge)."""
+    for k, v in new.items():
+        if isinstance(v, dict):
+            _add_counts(acc.setdefault(k, {}), v)
+        elif isinstance(v, int | float):
+            acc[k] = acc.get(k, 0) + v
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -533,9 +581,7 @@ def load_split(profile: str, dataset: str, split: str):
 
     path = paths.corpus_dir(profile) / dataset / f"{split}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no such corpus split (run the corpus stage for profile {profile!r})"
-        )
+        raise FileNotFoundError(f"{path}: no such corpus split (run the corpus stage for profile {profile!r})")
     return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
 
 

@@ -112,6 +112,37 @@ def filter_table(r: dict, lang: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paper_vs_profile_table(r: dict, lang: str = "ja") -> pd.DataFrame:
+    """Removals per rule under the paper's exact thresholds and under the profile's, on the same documents.
+
+    Empty when the profile uses the paper's thresholds (nothing to compare).
+    """
+    paper = r.get("filters_paper", {}).get(lang)
+    if not paper:
+        return pd.DataFrame()
+    prof = r["filters"][lang]
+    rows = [
+        {
+            "rule": rule,
+            "paper: docs removed": paper["rules"].get(rule, {}).get("docs", 0),
+            "paper: chars removed": paper["rules"].get(rule, {}).get("chars", 0),
+            "profile: docs removed": prof["rules"].get(rule, {}).get("docs", 0),
+            "profile: chars removed": prof["rules"].get(rule, {}).get("chars", 0),
+        }
+        for rule in dict.fromkeys(list(paper["rules"]) + list(prof["rules"]))
+    ]
+    rows.append(
+        {
+            "rule": "KEPT (before dedup)",
+            "paper: docs removed": paper["docs_out"],
+            "paper: chars removed": paper["chars_out"],
+            "profile: docs removed": prof["docs_out"],
+            "profile: chars removed": prof["chars_out"],
+        }
+    )
+    return pd.DataFrame(rows)
+
+
 def filter_examples(r: dict, lang: str, width: int = 240) -> pd.DataFrame:
     """One example of what each rule removed (truncated), to see *why* text goes."""
     rows = []

@@ -1,0 +1,161 @@
+"""Stage 01 benchmarks: throughput of extraction, filters, dedup and decontamination, each against a baseline
+measured in the same process; plus the whole stage's wall time and peak memory per profile.
+
+Inputs are the smoke profile's own intermediate files (built first when missing), so numbers are on real text.
+Run through ``make bench`` / ``python -m swallowlib.bench corpus.<name>``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from swallowlib import paths
+from swallowlib.config import ExecutorConfig, load_config
+from swallowlib.corpus import decontam, dedup, extract, filters, pipeline
+
+PROFILE = "smoke"
+
+
+def _smoke_work() -> Path:
+    """The smoke corpus' work directory (raw and filtered JSONL shards), building the corpus if needed."""
+    cfg = load_config(PROFILE)
+    work = paths.run_dir(PROFILE) / "work" / "corpus"
+    if not (work / "raw" / "ja").is_dir() or not pipeline.is_up_to_date(cfg):
+        pipeline.build_corpus(cfg, force=True)
+    return work
+
+
+def _texts(d: Path) -> list[str]:
+    out = []
+    for p in sorted(d.rglob("*.jsonl.gz")):
+        with gzip.open(p, "rb") as f:
+            out.extend(orjson.loads(line)["text"] for line in f if line.strip())
+    return out
+
+
+def _row(bench, variant, metric, value, unit, baseline=False):
+    return {"benchmark": bench, "variant": variant, "metric": metric, "value": value, "unit": unit,
+            "baseline": baseline}
+
+
+def bench_filters() -> list[dict]:
+    """All Swallow rules on the raw Japanese smoke documents: a plain Python loop over the rule functions
+    (baseline) vs the datatrove pipeline with 1 and 2 local workers (same rules, plus JSONL I/O)."""
+    work = _smoke_work()
+    texts = _texts(work / "raw" / "ja")
+    chars = sum(map(len, texts))
+    qcfg = load_config(PROFILE).corpus.filters["ja"]
+    rows = []
+    t0 = time.perf_counter()
+    for t in texts:
+        filters.rule_values(t, qcfg, "ja")
+    rows.append(_row("corpus.filters", "python loop, all rules", "chars/s", chars / (time.perf_counter() - t0),
+                     "chars/s", baseline=True))
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            filters.run_quality_pipeline(work / "raw" / "ja", Path(tmp) / "out", "ja", qcfg, True, Path(tmp) / "w",
+                                         ExecutorConfig(workers=workers, tasks=workers))
+            dt = time.perf_counter() - t0
+        rows.append(_row("corpus.filters", f"datatrove, {workers} worker(s)", "chars/s", chars / dt, "chars/s"))
+    return rows
+
+
+def bench_dedup() -> list[dict]:
+    """MinHash dedup (character 5-grams, 40×20) over the raw English smoke documents: 1 vs 2 local workers."""
+    work = _smoke_work()
+    src = work / "raw" / "en"
+    chars = sum(map(len, _texts(src)))
+    cfg = load_config(PROFILE).corpus.dedup
+    rows = []
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            dedup.run_dedup(src, Path(tmp) / "out", Path(tmp) / "w", cfg, ExecutorConfig(workers=workers,
+                            tasks=workers), None)
+            dt = time.perf_counter() - t0
+        rows.append(_row("corpus.dedup", f"datatrove minhash, {workers} worker(s)", "chars/s", chars / dt, "chars/s",
+                         baseline=workers == 1))
+    return rows
+
+
+def bench_decontam() -> list[dict]:
+    """Exact+near contamination check of the smoke eval candidates against all training text: the project's
+    indexed check vs a naive baseline (normalised substring search of every eval text in every training text,
+    exact only) on the same 300 eval texts."""
+    work = _smoke_work()
+    train = _texts(work / "raw" / "ja") + _texts(work / "raw" / "en")
+    out = paths.corpus_dir(PROFILE)
+    evals = []
+    for name in ("parallel", "synopsis", "faq"):
+        for line in (out / "eval" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            evals.extend(v for k, v in r.items() if k in ("en", "ja", "synopsis", "description", "question", "answer"))
+    evals = evals[:300]
+    cfg = load_config(PROFILE).corpus.decontam
+    train_chars = sum(map(len, train))
+    t0 = time.perf_counter()
+    norm_train = [decontam.normalise(t) for t in train]
+    naive = [any(decontam.normalise(e) in t for t in norm_train) for e in evals]
+    dt_naive = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = decontam.find_contamination(evals, train, cfg)
+    dt = time.perf_counter() - t0
+    missed = sum(1 for n, g in zip(naive, got, strict=True) if n and g is None)
+    return [
+        _row("corpus.decontam", "naive substring scan (exact only)", "eval texts/s", len(evals) / dt_naive, "texts/s",
+             baseline=True),
+        _row("corpus.decontam", "indexed exact + MinHash near", "eval texts/s", len(evals) / dt, "texts/s"),
+        _row("corpus.decontam", "indexed exact + MinHash near", "training chars/s", train_chars / dt, "chars/s"),
+        _row("corpus.decontam", "exact hits the naive scan finds and we miss", "count", missed, "texts"),
+    ]
+
+
+def bench_extract() -> list[dict]:
+    """Man-page extraction (manpages-ja): groff rendering (what the stage uses) vs the pure-Python roff stripper
+    (baseline, the fallback when groff is missing), over the first 200 pages."""
+    cfg = load_config(PROFILE)
+    from swallowlib.corpus import fetch
+    from swallowlib.corpus.sources import CATALOGUE
+
+    roots = {a.name: fetch.unpack(fetch.fetch(a)) for a in CATALOGUE["manpages-ja"].archives}
+    pages = sorted((roots["manpages-ja"] / "usr/share/man/ja").rglob("*.gz"))
+    pages = [p for p in pages if not p.is_symlink()][:200]
+    srcs = [gzip.decompress(p.read_bytes()).decode("utf-8", "replace") for p in pages]
+    rows = []
+    t0 = time.perf_counter()
+    n = sum(len(extract.strip_roff(s)) for s in srcs)
+    rows.append(_row("corpus.extract", "python roff stripper", "pages/s", len(srcs) / (time.perf_counter() - t0),
+                     "pages/s", baseline=True))
+    t0 = time.perf_counter()
+    n = sum(len(extract.render_roff(s)) for s in srcs)
+    dt = time.perf_counter() - t0
+    rows.append(_row("corpus.extract", "groff render", "pages/s", len(srcs) / dt, "pages/s"))
+    rows.append(_row("corpus.extract", "groff render", "output chars/s", n / dt, "chars/s"))
+    del cfg
+    return rows
+
+
+def bench_stage() -> list[dict]:
+    """The whole corpus stage per profile, from its own report (wall time, peak RSS) — run `make corpus` first."""
+    rows = []
+    for profile in ("smoke", "tiny"):
+        p = paths.corpus_dir(profile) / "report.json"
+        if not p.is_file():
+            continue
+        r = json.loads(p.read_text())
+        rows.append(_row("corpus.stage", profile, "wall time", r["timings_s"]["total"], "s"))
+        rows.append(_row("corpus.stage", profile, "peak RSS", r["peak_rss_mb"], "MB"))
+        ja = r["sizes"]["ja"]
+        rows.append(_row("corpus.stage", profile, "JA chars kept",
+                         sum(ja[s]["chars"] for s in ("train", "valid", "test")), "chars"))
+    return rows
+
+
+BENCHMARKS = [bench_extract, bench_filters, bench_dedup, bench_decontam, bench_stage]
