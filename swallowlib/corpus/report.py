@@ -148,7 +148,15 @@ def filter_examples(r: dict, lang: str, width: int = 240) -> pd.DataFrame:
     rows = []
     for rule, v in r["filters"][lang]["rules"].items():
         for ex in v.get("examples", [])[:1]:
-            rows.append({"rule": rule, "example": textwrap.shorten(ex, width, placeholder=" …")})
+            value = ex.get("value")
+            rows.append(
+                {
+                    "rule": rule,
+                    "value": round(value, 3) if isinstance(value, float) else value,
+                    "document": ex.get("id"),
+                    "text": textwrap.shorten(ex.get("text", ""), width, placeholder=" …"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -160,9 +168,7 @@ def funnel_figure(r: dict, profile: str | None = None):
         steps = r["funnel"][lang]
         names = [s["step"] for s in steps]
         chars = [s["chars"] / 1e6 for s in steps]
-        ax.barh(
-            range(len(steps)), chars, color=["#4c72b0" if n not in ("final",) else "#dd8452" for n in names]
-        )
+        ax.barh(range(len(steps)), chars, color=["#4c72b0" if n not in ("final",) else "#dd8452" for n in names])
         ax.set_yticks(range(len(steps)), names, fontsize=8)
         ax.invert_yaxis()
         for i, s in enumerate(steps):
@@ -184,14 +190,10 @@ def sizes_table(r: dict) -> pd.DataFrame:
     rows = []
     for lang in ("ja", "en"):
         for sp in ("train", "valid", "test"):
-            rows.append(
-                {"dataset": lang, "split": sp, "units": s[lang][sp]["docs"], "chars": s[lang][sp]["chars"]}
-            )
+            rows.append({"dataset": lang, "split": sp, "units": s[lang][sp]["docs"], "chars": s[lang][sp]["chars"]})
     for sp in ("train", "valid", "test"):
         v = s["parallel"][sp]
-        rows.append(
-            {"dataset": "parallel", "split": sp, "units": v["pairs"], "chars": v["chars_en"] + v["chars_ja"]}
-        )
+        rows.append({"dataset": "parallel", "split": sp, "units": v["pairs"], "chars": v["chars_en"] + v["chars_ja"]})
     for name, n in s["eval"].items():
         rows.append({"dataset": f"eval/{name}", "split": "test", "units": n, "chars": None})
     return pd.DataFrame(rows)
@@ -202,15 +204,20 @@ def decontamination_table(r: dict) -> pd.DataFrame:
 
 
 def skipped_table(r: dict) -> pd.DataFrame:
-    """Inputs that were counted and skipped (undecodable, empty, NUL bytes, …) during extraction and alignment."""
+    """Inputs counted and skipped instead of crashing the stage: undecodable or empty files, NUL bytes, symlinked
+    duplicates, non-content pages (extraction); pairs rejected by the cleaning rules, unmatched pages (alignment)."""
     rows = []
-    for step, counts in r["skipped_inputs"].items():
-        for k, v in counts.items():
-            if isinstance(v, dict):
-                rows.extend({"step": step, "counter": f"{k}:{kk}", "count": vv} for kk, vv in v.items())
-            else:
-                rows.append({"step": step, "counter": k, "count": v})
-    return pd.DataFrame(rows)
+    ex = r["skipped_inputs"]["extract"]
+    for group in ("skipped", "notes"):
+        rows.extend({"step": "extract", "reason": k, "count": v} for k, v in sorted(ex.get(group, {}).items()))
+    al = r["skipped_inputs"]["align"]
+    rows.extend(
+        {"step": "align", "reason": f"rejected: {k}", "count": v} for k, v in sorted(al.get("rejected", {}).items())
+    )
+    for k in ("files_unmatched", "files_failed"):
+        if al.get(k):
+            rows.append({"step": "align", "reason": k, "count": al[k]})
+    return pd.DataFrame(rows, columns=["step", "reason", "count"])
 
 
 def cost_table(r: dict) -> pd.DataFrame:
