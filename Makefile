@@ -68,8 +68,8 @@ test: $(ENV_STAMP) ## fast, hermetic test suite (CPU only, a few minutes)
 lint: $(ENV_STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: $(ENV_STAMP) ## every benchmark, one table (never part of `make test`)
-	$(PY) -m swallowlib.bench
+bench: $(ENV_STAMP) ## every benchmark on PROFILE's data, one table (never part of `make test`)
+	$(PY) -m swallowlib.bench --profile $(PROFILE)
 
 lab: $(ENV_STAMP) ## JupyterLab on the notebooks with the project kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def discover() -> dict[str, tuple[Path, str]]:
     out = {}
     for p in sorted(BENCH_DIR.glob("bench_*.py")):
         for fn in _load(p).BENCHMARKS:
-            out[f"{p.stem[len('bench_'):]}.{fn.__name__.removeprefix('bench_')}"] = (p, fn.__name__)
+            out[f"{p.stem[len('bench_') :]}.{fn.__name__.removeprefix('bench_')}"] = (p, fn.__name__)
     return out
 
 
@@ -61,7 +62,7 @@ def _ratios(rows: list[dict]) -> None:
 
 
 def _table(rows: list[dict]) -> str:
-    cols = ["benchmark", "variant", "metric", "value", "unit", "vs_baseline", "peak_rss_mb"]
+    cols = ["benchmark", "profile", "variant", "metric", "value", "unit", "vs_baseline", "peak_rss_mb"]
     cells = [[str(r.get(c, "")) if not isinstance(r.get(c), float) else f"{r[c]:,.4g}" for c in cols] for r in rows]
     w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     line = lambda xs: "| " + " | ".join(x.ljust(w[i]) for i, x in enumerate(xs)) + " |"  # noqa: E731
@@ -71,6 +72,9 @@ def _table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="benchmarks to run (default: all), e.g. corpus.decontam")
+    ap.add_argument(
+        "--profile", default="smoke", help="profile whose data the benchmarks read (configs/<profile>.yaml)"
+    )
     ap.add_argument("--one", nargs=2, metavar=("PATH", "FUNCTION"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -86,14 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         path, fn = found[name]
         print(f"bench: {name} …", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, "-m", "swallowlib.bench", "--one", str(path), fn],
-                              capture_output=True, text=True)
+        env = dict(os.environ, SWALLOW_BENCH_PROFILE=args.profile)
+        proc = subprocess.run(
+            [sys.executable, "-m", "swallowlib.bench", "--one", str(path), fn], capture_output=True, text=True, env=env
+        )
         line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("BENCH-JSON ")), None)
         if proc.returncode != 0 or line is None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             rows.append({"benchmark": name, "variant": "FAILED", "metric": tail[0][:80], "value": "", "unit": ""})
             continue
-        rows.extend(json.loads(line[len("BENCH-JSON "):])["rows"])
+        rows.extend(json.loads(line[len("BENCH-JSON ") :])["rows"])
     _ratios(rows)
     out = paths.RUNS / "bench"
     out.mkdir(parents=True, exist_ok=True)

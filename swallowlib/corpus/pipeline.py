@@ -294,7 +294,12 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
             final[lang] = pd.DataFrame(columns=["id", "text", "source", "group", "split", "meta"])
             continue
         raw_dir = work / "raw" / lang
-        n = _write_jsonl_gz(raw_dir / "00000.jsonl.gz", (_doc_row(d, split(d.group)) for d in docs[lang]))
+        # One shard per datatrove task: its local executor parallelises over files, not within one.
+        shards = max(1, cc.executor.tasks)
+        n = sum(
+            _write_jsonl_gz(raw_dir / f"{k:05d}.jsonl.gz", (_doc_row(d, split(d.group)) for d in docs[lang][k::shards]))
+            for k in range(shards)
+        )
         log.info("corpus: %s: %d raw documents", lang, n)
         qcfg = cc.filters.get(lang, QualityFilters())
         with timer(f"filter-{lang}"):
