@@ -97,3 +97,12 @@ def test_catalogue_pins_every_registry_archive():
             assert a.kind in fetch.FETCHERS
             if a.kind in ("pypi", "npm"):
                 assert a.version, a.key
+
+
+def test_data_readme_lists_every_source_and_licence():
+    from swallowlib import paths
+
+    text = (paths.DATA / "README.md").read_text() if (paths.DATA / "README.md").is_file() else ""
+    text = text or (paths.ROOT / "data" / "README.md").read_text()
+    for src in CATALOGUE.values():
+        assert f"| {src.name} |" in text and src.licence in text, src.name
