@@ -9,7 +9,8 @@ One entry point, :func:`align_pairs`, dispatches on the catalogue source name (`
   for each EN/JA page pair the innermost block elements (p, li, dt, dd, td, th, h1-h6, ``div.para`` ...) are
   taken in order; they are zipped when the tag sequences match (``"zip"``), else aligned on (tag,
   digits-in-text) keys with :class:`difflib.SequenceMatcher` anchors and a scored monotone alignment between
-  them (``"difflib"``, see :func:`align_blocks`). Where each package keeps its pages is in :data:`MANUALS`.
+  them (``"difflib"``, see :func:`align_blocks`). Where each package keeps its pages is in
+  :data:`swallowlib.corpus.sources.MANUALS`, shared with extraction; EN and JA pages are paired by page key.
 * ``gnome-user-docs``: Mallard ``.page`` XML, ``<desc>``/``<p>``/``<title>``/``<item>`` blocks (zip/difflib).
 * ``ddtp`` — the ``Translation-en``/``Translation-ja`` indices joined on ``Description-md5``; the synopses are
   paired, and the long-description paragraphs when both sides have as many (``"md5"``).
@@ -42,7 +43,7 @@ import sys
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ import polib
 from swallowlib.corpus import extract
 from swallowlib.corpus.decode import decode_bytes
 from swallowlib.corpus.records import Pair
-from swallowlib.corpus.sources import CATALOGUE
+from swallowlib.corpus.sources import CATALOGUE, ManualLayout
+from swallowlib.corpus.sources import MANUALS as SOURCE_MANUALS
 
 log = logging.getLogger(__name__)
 
@@ -210,101 +212,31 @@ class _Collector:
 page_key = extract.page_key
 
 
-@dataclass(frozen=True)
-class Manual:
-    """Where one manual keeps its English and Japanese pages.
-
-    ``en_dir``/``ja_dir`` are the language roots inside the archives ``en_archive``/``ja_archive``;
-    ``en_glob`` selects EN pages under ``en_dir``; ``to_ja`` maps an EN path (relative to ``en_dir``) to the
-    JA path (relative to ``ja_dir``). ``exclude`` drops aggregate pages (single-page editions, indices) whose
-    text repeats the chapters under another key, and pages that cannot be aligned.
-    """
-
-    en_archive: str
-    ja_archive: str
-    en_dir: str
-    ja_dir: str
-    en_glob: str = "**/*.html"
-    to_ja: Callable[[str], str] = str  # identity: the same relative path
-    exclude: re.Pattern[str] | None = None
-
-
-def _swap_suffix(old: str, new: str) -> Callable[[str], str]:
-    def f(p: str) -> str:
-        return p[: -len(old)] + new if p.endswith(old) else p + new
-
-    return f
-
-
-_SPHINX_AUX = re.compile(r"(^|/)(genindex|search|py-modindex)\.html$|(^|/)_(static|sources|images)/")
-
-#: The HTML manuals aligned block by block.
-MANUALS: dict[str, Manual] = {
-    "gimp-help": Manual("gimp-help-en", "gimp-help-ja", "usr/share/gimp/2.0/help/en",
-                        "usr/share/gimp/2.0/help/ja"),
-    "groonga-doc": Manual("groonga-doc", "groonga-doc", "usr/share/doc/groonga-doc/en/html",
-                          "usr/share/doc/groonga-doc/ja/html", exclude=_SPHINX_AUX),
-    "lilypond-doc": Manual("lilypond-doc-html", "lilypond-doc-html-ja",
-                           "usr/share/doc/lilypond/html/Documentation",
-                           "usr/share/doc/lilypond/html/Documentation", en_glob="**/*.html",
-                           to_ja=_swap_suffix(".html", ".ja.html"),
-                           # alphabetical indices are sorted differently per language: not alignable
-                           exclude=re.compile(r"-big-page\.html$|\.[a-z]{2}\.html$|lilypond(-command)?-index\.html$")),
-    "debian-reference": Manual("debian-reference-en", "debian-reference-ja", "usr/share/debian-reference",
-                               "usr/share/debian-reference", en_glob="*.en.html",
-                               to_ja=_swap_suffix(".en.html", ".ja.html")),
-    "maint-guide": Manual("maint-guide", "maint-guide-ja", "usr/share/doc/maint-guide/html",
-                          "usr/share/doc/maint-guide-ja/html", en_glob="*.en.html",
-                          to_ja=_swap_suffix(".en.html", ".ja.html")),
-    "developers-reference": Manual("developers-reference", "developers-reference-ja",
-                                   "usr/share/developers-reference", "usr/share/developers-reference/ja",
-                                   en_glob="*.html",
-                                   exclude=re.compile(r"^(developers-reference|genindex|search)\.html$")),
-    "debian-handbook": Manual("debian-handbook", "debian-handbook",
-                              "usr/share/doc/debian-handbook/html/en-US",
-                              "usr/share/doc/debian-handbook/html/ja-JP", en_glob="*.html"),
-    "installation-guide": Manual("installation-guide-amd64", "installation-guide-amd64",
-                                 "usr/share/doc/installation-guide-amd64/en",
-                                 "usr/share/doc/installation-guide-amd64/ja"),
-    # Debian's apache2-doc keeps one tree per language (manual/en/X.html, manual/ja/X.html); untranslated JA
-    # pages are symlinks to the EN page and are skipped. (Upstream's X.html.en / X.html.ja.utf8 names map
-    # through page_key to the same keys.)
-    "apache2-doc": Manual("apache2-doc", "apache2-doc", "usr/share/doc/apache2-doc/manual/en",
-                          "usr/share/doc/apache2-doc/manual/ja"),
-    "debian-faq": Manual("debian-faq", "debian-faq-ja", "usr/share/doc/debian/FAQ",
-                         "usr/share/doc/debian/FAQ/ja", en_glob="*.en.html",
-                         to_ja=_swap_suffix(".en.html", ".ja.html")),
-}
-
-_LIBREOFFICE = Manual("libreoffice-help-en-us", "libreoffice-help-ja", "usr/share/libreoffice/help/en-US",
-                      "usr/share/libreoffice/help/ja", en_glob="text/**/*.html")
-_MALLARD = Manual("gnome-user-docs", "gnome-user-docs", "usr/share/help/C", "usr/share/help/ja",
-                  en_glob="gnome-help/*.page")
+#: The bilingual manuals: where their EN and JA pages live (the one table, shared with extraction).
+MANUALS: dict[str, ManualLayout] = {name: m for name, m in SOURCE_MANUALS.items() if m.ja is not None}
 
 
 def manual_pages(source: str, roots: dict[str, Path], stats: AlignStats | None = None
                  ) -> Iterator[tuple[str, Path, Path | None]]:
-    """Yield ``(page key, EN path, JA path or None)`` for each EN page of a manual source, in sorted order.
+    """Yield ``(page key, EN path, JA path or None)`` for each aligned EN page of a manual source, in sorted
+    order: the pages of :data:`MANUALS` (as extraction reads them, less ``not_aligned``), paired by page key.
 
-    The JA path is ``None`` when the page is untranslated (missing, or a symlink back into the EN tree).
+    The JA path is ``None`` when the page is untranslated (no JA page with that key; a JA symlink, which is how
+    apache2-doc marks an untranslated page, does not count).
     """
-    spec = {"libreoffice-help": _LIBREOFFICE, "gnome-user-docs": _MALLARD}.get(source) or MANUALS[source]
-    en_dir = roots[spec.en_archive] / spec.en_dir
-    ja_dir = roots[spec.ja_archive] / spec.ja_dir
-    for en_path in sorted(en_dir.glob(spec.en_glob)):
-        if not en_path.is_file() or en_path.is_symlink():
+    layout = MANUALS[source]
+    ja_by_key: dict[str, Path] = {}
+    for ja_path, rel in layout.pages("ja", roots[layout.side("ja").archive]):
+        if ja_path.is_file() and not ja_path.is_symlink():
+            ja_by_key.setdefault(page_key(rel), ja_path)
+    for en_path, rel in layout.pages("en", roots[layout.en.archive]):
+        if not en_path.is_file() or en_path.is_symlink() or not layout.is_aligned(rel):
             continue
-        rel = en_path.relative_to(en_dir).as_posix()
-        if spec.exclude is not None and spec.exclude.search(rel):
-            continue
-        ja_path = ja_dir / spec.to_ja(rel)
-        # Untranslated pages are missing or link back to the EN page (apache2-doc).
-        if not ja_path.is_file() or ja_path.resolve() == en_path.resolve():
-            if stats is not None:
-                stats.files_unmatched += 1
-            yield page_key(rel), en_path, None
-            continue
-        yield page_key(rel), en_path, ja_path
+        key = page_key(rel)
+        ja_path = ja_by_key.get(key)
+        if ja_path is None and stats is not None:
+            stats.files_unmatched += 1
+        yield key, en_path, ja_path
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -573,8 +505,8 @@ def _require(source: str, roots: dict[str, Path], names: Iterable[str]) -> None:
 
 def _align_pages(source: str, roots: dict[str, Path], col: _Collector, kind: str) -> Iterator[Pair]:
     """Manual pages: LibreOffice by element id, Mallard and HTML by zip/difflib."""
-    spec = {"libreoffice-help": _LIBREOFFICE, "gnome-user-docs": _MALLARD}.get(source) or MANUALS[source]
-    en_root = roots[spec.en_archive]
+    package = MANUALS[source].en.archive
+    en_root = roots[package]
     extract = mallard_blocks if kind == "mallard" else html_blocks
     for key, en_path, ja_path in manual_pages(source, roots, col.stats):
         if ja_path is None:
@@ -594,7 +526,7 @@ def _align_pages(source: str, roots: dict[str, Path], col: _Collector, kind: str
         rel = en_path.relative_to(en_root).as_posix()
         for i, j in links:
             pair = col.make(en_blocks[i][1], ja_blocks[j][1], key=key, index=i, group=f"{source}:{key}",
-                            package=spec.en_archive, path=rel, method=method)
+                            package=package, path=rel, method=method)
             if pair is not None:
                 yield pair
 
@@ -840,9 +772,7 @@ def _align_gettext(source: str, roots: dict[str, Path], col: _Collector) -> Iter
 
 #: Every source :func:`align_pairs` knows, with its alignment family.
 ALIGNERS: dict[str, str] = {
-    "libreoffice-help": "id",
-    **{name: "html" for name in MANUALS},
-    "gnome-user-docs": "mallard",
+    **{name: {"libreoffice-help": "id", "gnome-user-docs": "mallard"}.get(name, "html") for name in MANUALS},
     "ddtp": "ddtp",
     "ui-debian": "gettext",
     "ui-pypi": "gettext",

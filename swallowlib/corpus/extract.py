@@ -42,7 +42,6 @@ Run it on unpacked archives (prints documents and characters per language)::
 from __future__ import annotations
 
 import bz2
-import fnmatch
 import gzip
 import logging
 import os
@@ -71,6 +70,7 @@ from swallowlib.corpus.decode import (
     split_long_lines,
 )
 from swallowlib.corpus.records import Document
+from swallowlib.corpus.sources import MANUALS, ManualLayout
 
 log = logging.getLogger(__name__)
 
@@ -657,77 +657,12 @@ def mallard_to_text(xml: bytes | str) -> str:
     return "\n\n".join(blocks)
 
 
-@dataclass(frozen=True)
-class ManualSide:
-    """Where one language of a manual lives: files matching ``pattern`` under ``archive``'s ``root``."""
-
-    lang: str
-    archive: str  # Archive.name, i.e. the key in ``roots``
-    root: str  # the language root inside the archive
-    pattern: str  # glob relative to root ("**/*.html" recurses)
-    exclude: tuple[str, ...] = ()  # fnmatch patterns on the path relative to root
-
-
 # Pages that are not content, skipped everywhere: tables of contents and indexes (index, genindex*, modindex,
 # search, ix01 ...), licence and copyright texts, changelogs, and LilyPond's all-in-one "big page" duplicates.
 _SKIP_PAGE = re.compile(
     r"^(index|genindex(-.*)?|py-modindex|modindex|search|searchindex|ix\d*|bookindex|contents|copyright|"
     r"license|licence|copying|gfdl(-.*)?|fdl(-.*)?|gpl(-.*)?|changelog|changes|news|bugs|about|download)$",
     re.IGNORECASE)
-_SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "Common_Content", "images", "figures"}
-
-
-#: Manual sources: format and one :class:`ManualSide` per language. File locations checked on the bookworm
-#: packages (apache2-doc ships plain ``manual/<lang>/*.html``, with untranslated JA pages as symlinks to EN).
-MANUALS: dict[str, tuple[str, tuple[ManualSide, ...]]] = {
-    "libreoffice-help": ("html", (
-        ManualSide("en", "libreoffice-help-en-us", "usr/share/libreoffice/help/en-US", "text/**/*.html"),
-        ManualSide("ja", "libreoffice-help-ja", "usr/share/libreoffice/help/ja", "text/**/*.html"))),
-    "gimp-help": ("html", (
-        ManualSide("en", "gimp-help-en", "usr/share/gimp/2.0/help/en", "*.html"),
-        ManualSide("ja", "gimp-help-ja", "usr/share/gimp/2.0/help/ja", "*.html"))),
-    "groonga-doc": ("html", (
-        ManualSide("en", "groonga-doc", "usr/share/doc/groonga-doc/en/html", "**/*.html"),
-        ManualSide("ja", "groonga-doc", "usr/share/doc/groonga-doc/ja/html", "**/*.html"))),
-    # internals/ is the generated property reference and changes/ the release notes; *-big-page are
-    # duplicates.
-    "lilypond-doc": ("html", (
-        ManualSide("en", "lilypond-doc-html", "usr/share/doc/lilypond/html/Documentation", "**/*.html",
-                   ("internals/*", "changes/*", "*-big-page*", "*.??.html")),
-        ManualSide("ja", "lilypond-doc-html-ja", "usr/share/doc/lilypond/html/Documentation", "**/*.ja.html",
-                   ("internals/*", "changes/*", "*-big-page*")))),
-    "debian-reference": ("html", (
-        ManualSide("en", "debian-reference-en", "usr/share/debian-reference", "*.en.html"),
-        ManualSide("ja", "debian-reference-ja", "usr/share/debian-reference", "*.ja.html"))),
-    "maint-guide": ("html", (
-        ManualSide("en", "maint-guide", "usr/share/doc/maint-guide/html", "*.en.html"),
-        ManualSide("ja", "maint-guide-ja", "usr/share/doc/maint-guide-ja/html", "*.ja.html"))),
-    # developers-reference.html is the whole book on one page, a duplicate of the chapter pages.
-    "developers-reference": ("html", (
-        ManualSide("en", "developers-reference", "usr/share/developers-reference", "*.html",
-                   ("developers-reference.html",)),
-        ManualSide("ja", "developers-reference-ja", "usr/share/developers-reference/ja", "*.html",
-                   ("developers-reference.html",)))),
-    "debian-handbook": ("html", (
-        ManualSide("en", "debian-handbook", "usr/share/doc/debian-handbook/html/en-US", "*.html"),
-        ManualSide("ja", "debian-handbook", "usr/share/doc/debian-handbook/html/ja-JP", "*.html"))),
-    "installation-guide": ("html", (
-        ManualSide("en", "installation-guide-amd64", "usr/share/doc/installation-guide-amd64/en", "*.html"),
-        ManualSide("ja", "installation-guide-amd64", "usr/share/doc/installation-guide-amd64/ja", "*.html"))),
-    "apache2-doc": ("html", (
-        ManualSide("en", "apache2-doc", "usr/share/doc/apache2-doc/manual/en", "**/*.html"),
-        ManualSide("ja", "apache2-doc", "usr/share/doc/apache2-doc/manual/ja", "**/*.html"))),
-    "gnome-user-docs": ("mallard", (
-        ManualSide("en", "gnome-user-docs", "usr/share/help/C", "*/*.page"),
-        ManualSide("ja", "gnome-user-docs", "usr/share/help/ja", "*/*.page"))),
-    # The English FAQ ships every page twice (X.html and X.en.html); the .en.html copies are read.
-    "debian-faq": ("html", (
-        ManualSide("en", "debian-faq", "usr/share/doc/debian/FAQ", "*.en.html"),
-        ManualSide("ja", "debian-faq-ja", "usr/share/doc/debian/FAQ/ja", "*.ja.html"))),
-    "python-doc": ("html", (
-        ManualSide("en", "python3.11-doc", "usr/share/doc/python3.11/html", "**/*.html",
-                   ("whatsnew/changelog.html",)),)),
-}
 
 _LANG_DIRS = {"en", "ja", "en-us", "ja-jp", "en_us", "ja_jp", "c"}
 _LANG_SUFFIXES = {".en", ".ja", ".utf8", ".utf-8", ".en-us", ".ja-jp", ".html", ".htm", ".xhtml", ".page",
@@ -754,29 +689,21 @@ def page_key(rel: str) -> str:
     return "/".join(parts)
 
 
-def _side_files(side: ManualSide, base: Path) -> Iterator[tuple[Path, str]]:
-    for path in sorted(base.glob(side.pattern)):
-        rel = path.relative_to(base).as_posix()
-        if any(fnmatch.fnmatch(rel, pat) for pat in side.exclude):
-            continue
-        if _SKIP_DIRS.intersection(rel.split("/")[:-1]):
-            continue
-        yield path, rel
-
-
-def read_manual(source: str, side: ManualSide, archive_root: Path, fmt: str = "html",
+def read_manual(source: str, lang: str, layout: ManualLayout, archive_root: Path,
                 stats: ExtractStats | None = None) -> Iterator[Document]:
-    """One document per page of one language of a manual (HTML or Mallard).
+    """One document per page of one language of a manual (HTML or Mallard, as ``layout.format`` says).
 
-    Symlinks are skipped (apache2-doc links untranslated JA pages to the EN ones), and so are non-content
-    pages (see ``_SKIP_PAGE``). ``group`` is ``<source>:<page key>`` (:func:`page_key`).
+    The pages are ``layout.pages(lang, archive_root)`` (:data:`swallowlib.corpus.sources.MANUALS`). Symlinks
+    are skipped (apache2-doc links untranslated JA pages to the EN ones), and so are non-content pages (see
+    ``_SKIP_PAGE``). ``group`` is ``<source>:<page key>`` (:func:`page_key`).
     """
     stats = stats if stats is not None else ExtractStats()
     archive_root = Path(archive_root)
+    side, fmt = layout.side(lang), layout.format
     base = archive_root / side.root
     if not base.is_dir():
         raise FileNotFoundError(f"{source}: {base} does not exist (is {side.archive!r} unpacked there?)")
-    for path, rel in _side_files(side, base):
+    for path, rel in layout.pages(lang, archive_root):
         stats.files_seen += 1
         if path.is_symlink():
             stats.skip("symlink", path)
@@ -799,7 +726,7 @@ def read_manual(source: str, side: ManualSide, archive_root: Path, fmt: str = "h
             stats.skip("parse-error", f"{path}: {e}")
             continue
         _note_encoding(stats, status)
-        doc = _make_doc(source, side.lang, rel, text, f"{source}:{key}", side.archive,
+        doc = _make_doc(source, lang, rel, text, f"{source}:{key}", side.archive,
                         path.relative_to(archive_root).as_posix(), fmt, stats)
         if doc is not None:
             yield doc
@@ -1380,10 +1307,11 @@ def extract_documents(source: str, roots: dict[str, Path], stats: ExtractStats |
             yield from read_man_pages(source, lang, {a: _root(roots, source, a) for a in archives}, man_root,
                                       stats)
     elif source in MANUALS:
-        fmt, sides = MANUALS[source]
-        for side in sides:
-            if wanted(side.lang):
-                yield from read_manual(source, side, _root(roots, source, side.archive), fmt, stats)
+        layout = MANUALS[source]
+        for lang in layout.langs:
+            if wanted(lang):
+                yield from read_manual(source, lang, layout, _root(roots, source, layout.side(lang).archive),
+                                       stats)
     elif source == "ddtp":
         for lang in ("en", "ja"):
             if wanted(lang):
