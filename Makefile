@@ -72,7 +72,7 @@ bench: $(ENV_STAMP) ## every benchmark on PROFILE's data, one table (never part 
 	$(PY) -m swallowlib.bench --profile $(PROFILE)
 
 lab: $(ENV_STAMP) ## JupyterLab on the notebooks with the project kernel
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-runs: ## delete runs/PROFILE (outputs of the profile; the archive cache in data/ stays)
 	rm -rf $(RUN)

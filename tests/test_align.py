@@ -448,9 +448,9 @@ def test_unknown_source_and_missing_archive(tmp_path):
 def test_every_parallel_catalogue_source_has_an_aligner():
     parallel = {name for name, src in CATALOGUE.items() if src.parallel}
     assert parallel == set(align.ALIGNERS)
-    for name, spec in align.MANUALS.items():
+    for name, layout in align.MANUALS.items():
         archives = {a.name for a in CATALOGUE[name].archives}
-        assert {spec.en_archive, spec.ja_archive} <= archives
+        assert {layout.en.archive, layout.side("ja").archive} <= archives
 
 
 def test_pair_groups_equal_document_groups(tmp_path):
@@ -485,3 +485,30 @@ def test_untranslated_symlinked_pages_are_skipped(tmp_path):
     pairs = list(align_pairs("apache2-doc", {"apache2-doc": root}, stats))
     assert [(p.group, p.en) for p in pairs] == [("apache2-doc:bind", EN["intro"])]
     assert stats.files_matched == 1 and stats.files_unmatched == 1
+
+
+def test_aligned_pages_are_extracted_pages(tmp_path):
+    """Both steps read the one layout table: every aligned page pair is a pair of extracted pages with the same
+    page key, and pages the table keeps out of alignment (``not_aligned``) are still extracted."""
+    from swallowlib.corpus.extract import extract_documents
+
+    en_root, ja_root = tmp_path / "lilypond-doc-html", tmp_path / "lilypond-doc-html-ja"
+    base = "usr/share/doc/lilypond/html/Documentation"
+    for rel in ("notation/pitches", "notation/lilypond-index", "learning/tutorial"):
+        write(en_root / base / f"{rel}.html", page(f"<p>{EN['intro']}</p>"))
+        write(ja_root / base / f"{rel}.ja.html", page(f"<p>{JA['intro']}</p>", "ja"))
+    write(en_root / base / "usage/running.html", page(f"<p>{EN['usage']}</p>"))  # untranslated
+    write(en_root / base / "internals/grob.html", page(f"<p>{EN['more']}</p>"))  # excluded everywhere
+    roots = {"lilypond-doc-html": en_root, "lilypond-doc-html-ja": ja_root}
+    stats = AlignStats()
+    pages = list(align.manual_pages("lilypond-doc", roots, stats))
+    assert [(k, ja is not None) for k, _en, ja in pages] == [
+        ("learning/tutorial", True), ("notation/pitches", True), ("usage/running", False)]
+    assert stats.files_unmatched == 1
+    docs = {(d.lang, d.meta["path"]) for d in extract_documents("lilypond-doc", roots)}
+    for _key, en, ja in pages:
+        assert ("en", en.relative_to(en_root).as_posix()) in docs
+        if ja is not None:
+            assert ("ja", ja.relative_to(ja_root).as_posix()) in docs
+    assert ("en", f"{base}/notation/lilypond-index.html") in docs
+    assert not any("internals" in path for _lang, path in docs)

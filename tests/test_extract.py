@@ -28,7 +28,7 @@ from swallowlib.corpus.extract import (
     rst_to_text,
     wikitext_to_text,
 )
-from swallowlib.corpus.sources import CATALOGUE
+from swallowlib.corpus.sources import CATALOGUE, MANUALS
 
 HAS_GROFF = shutil.which("groff") is not None
 RENDERERS = [pytest.param("auto", marks=pytest.mark.skipif(not HAS_GROFF, reason="groff not installed")),
@@ -270,6 +270,27 @@ def test_read_manual_apache_skips_symlinked_untranslated_pages(tmp_path: Path) -
     assert {d.group for d in docs if "core" in d.id} == {"apache2-doc:mod/core"}
     assert stats.skipped == {"symlink": 1}
     assert "Copyright" not in docs[0].text
+
+
+def test_manual_table_matches_catalogue() -> None:
+    """Every manual's sides name archives of its catalogue source, in the languages the source has."""
+    for name, layout in MANUALS.items():
+        src = CATALOGUE[name]
+        assert layout.langs == src.languages, name
+        assert {layout.side(lang).archive for lang in layout.langs} <= {a.name for a in src.archives}, name
+
+
+def test_manual_pages_apply_the_skip_rules(tmp_path: Path) -> None:
+    """``ManualLayout.pages``: the side's glob, the shared and the per-side excludes, and asset directories."""
+    base = tmp_path / "usr/share/doc/lilypond/html/Documentation"
+    for rel in ("notation/pitches.html", "notation/pitches.de.html", "notation/pitches.ja.html",
+                "notation/notation-big-page.html", "internals/x.html", "notation/images/fig.html"):
+        _write(base / rel, "<p>x</p>")
+    layout = MANUALS["lilypond-doc"]
+    assert [rel for _, rel in layout.pages("en", tmp_path)] == ["notation/pitches.html"]
+    assert [rel for _, rel in layout.pages("ja", tmp_path)] == ["notation/pitches.ja.html"]
+    with pytest.raises(KeyError):
+        MANUALS["python-doc"].side("ja")
 
 
 MALLARD = """<?xml version="1.0" encoding="utf-8"?>

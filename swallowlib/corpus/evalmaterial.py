@@ -50,19 +50,16 @@ _SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|[。！？]")
 
 
 def _faq_pages(roots: dict[str, Path], lang: str) -> Iterator[tuple[str, Path]]:
-    """``(page key, path)`` of the Debian FAQ pages of one language, sorted."""
-    spec = MANUALS["debian-faq"]
-    if lang == "en":
-        base, pattern = Path(roots[spec.en_archive]) / spec.en_dir, "*.en.html"
-    elif lang == "ja":
-        base, pattern = Path(roots[spec.ja_archive]) / spec.ja_dir, "*.ja.html"
-    else:
+    """``(page key, path)`` of the Debian FAQ pages of one language, sorted (layout from ``sources.MANUALS``)."""
+    layout = MANUALS["debian-faq"]
+    if lang not in layout.langs:
         raise ValueError(f"unsupported language {lang!r}")
-    if not base.is_dir():
-        raise FileNotFoundError(f"Debian FAQ ({lang}) not found at {base}")
-    for path in sorted(base.glob(pattern)):
+    root = Path(roots[layout.side(lang).archive])
+    if not (root / layout.side(lang).root).is_dir():
+        raise FileNotFoundError(f"Debian FAQ ({lang}) not found at {root / layout.side(lang).root}")
+    for path, rel in layout.pages(lang, root):
         if path.is_file() and not path.is_symlink():
-            yield page_key(path.relative_to(base).as_posix()), path
+            yield page_key(rel), path
 
 
 def _has_class(el: Any, name: str) -> bool:

@@ -357,23 +357,6 @@ class ManualLayout:
         """Whether the EN page at ``rel`` (relative to the EN root) is aligned (see ``not_aligned``)."""
         return not any(fnmatch.fnmatch(rel, pat) for pat in self.not_aligned)
 
-    # Shorthands for the EN/JA roots (swallowlib.corpus.evalmaterial reads these).
-    @property
-    def en_archive(self) -> str:
-        return self.en.archive
-
-    @property
-    def en_dir(self) -> str:
-        return self.en.root
-
-    @property
-    def ja_archive(self) -> str:
-        return self.side("ja").archive
-
-    @property
-    def ja_dir(self) -> str:
-        return self.side("ja").root
-
 
 def _same_tree(fmt: Literal["html", "mallard"], archive: str, en_root: str, ja_root: str, glob: str,
                **kw: tuple[str, ...]) -> ManualLayout:
@@ -392,9 +375,10 @@ MANUALS: dict[str, ManualLayout] = {
     "libreoffice-help": ManualLayout(
         "html", ManualSide("libreoffice-help-en-us", "usr/share/libreoffice/help/en-US", "text/**/*.html"),
         ManualSide("libreoffice-help-ja", "usr/share/libreoffice/help/ja", "text/**/*.html")),
+    # the pages are all at the top (bookworm); "**" so a sub-directory page would not be missed
     "gimp-help": ManualLayout(
-        "html", ManualSide("gimp-help-en", "usr/share/gimp/2.0/help/en", "*.html"),
-        ManualSide("gimp-help-ja", "usr/share/gimp/2.0/help/ja", "*.html")),
+        "html", ManualSide("gimp-help-en", "usr/share/gimp/2.0/help/en", "**/*.html"),
+        ManualSide("gimp-help-ja", "usr/share/gimp/2.0/help/ja", "**/*.html")),
     "groonga-doc": _same_tree("html", "groonga-doc", "usr/share/doc/groonga-doc/en/html",
                               "usr/share/doc/groonga-doc/ja/html", "**/*.html", not_aligned=_SPHINX_AUX),
     "lilypond-doc": ManualLayout(
