@@ -19,6 +19,7 @@ translation always land in the same split.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import json
@@ -26,6 +27,7 @@ import logging
 import os
 import resource
 import shutil
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -304,30 +306,20 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
         )
         log.info("corpus: %s: %d raw documents", lang, n)
         qcfg = cc.filters.get(lang, QualityFilters())
-        with timer(f"filter-{lang}"):
+        nfkc = cc.nfkc.get(lang, False)
+        dt_log = work / "datatrove.log"
+        with timer(f"filter-{lang}"), _datatrove_log(dt_log):
             fstats = filters.run_quality_pipeline(
-                raw_dir,
-                work / "filtered" / lang,
-                lang,
-                qcfg,
-                cc.nfkc.get(lang, False),
-                work / "fwork" / lang,
-                cc.executor,
+                raw_dir, work / "filtered" / lang, lang, qcfg, nfkc, work / "fwork" / lang, cc.executor
             )
         report["filters"][lang] = fstats
         if lang == "ja" and cc.compare_paper_filters and qcfg != QualityFilters():
-            with timer("filter-ja-paper-thresholds"):
+            with timer("filter-ja-paper-thresholds"), _datatrove_log(dt_log):
                 report["filters_paper"][lang] = filters.run_quality_pipeline(
-                    raw_dir,
-                    work / "paper" / lang,
-                    lang,
-                    QualityFilters(),
-                    cc.nfkc.get(lang, False),
-                    work / "pwork" / lang,
-                    cc.executor,
+                    raw_dir, work / "paper" / lang, lang, QualityFilters(), nfkc, work / "pwork" / lang, cc.executor
                 )
         if cc.dedup.enabled and fstats.get("docs_out", 0) > 0:
-            with timer(f"dedup-{lang}"):
+            with timer(f"dedup-{lang}"), _datatrove_log(dt_log):
                 dstats = dedup.run_dedup(
                     work / "filtered" / lang,
                     work / "dedup" / lang,
@@ -438,6 +430,35 @@ def _add_counts(acc: dict, new: dict) -> None:
             _add_counts(acc.setdefault(k, {}), v)
         elif isinstance(v, int | float):
             acc[k] = acc.get(k, 0) + v
+
+
+@contextlib.contextmanager
+def _datatrove_log(path: Path):
+    """Send datatrove's per-task console log (loguru on stderr, in this process and its workers) to ``path``.
+
+    datatrove already writes the same lines to each task's log file; on the console (and in an executed notebook)
+    they would bury the stage's own progress under ~1,500 lines. ``sys.stderr`` and loguru's sinks (the in-process
+    tasks and the executor's summary) and file descriptor 2 (worker processes inherit it) are redirected; ``logging``
+    handlers keep the stream they were given.
+    """
+    from loguru import logger  # datatrove's logger
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a", encoding="utf-8") as f:
+        os.dup2(f.fileno(), 2)
+        logger.remove()  # the default sink holds the original stderr object
+        logger.add(f)
+        try:
+            with contextlib.redirect_stderr(f):
+                yield
+        finally:
+            logger.remove()
+            logger.add(sys.stderr)  # what datatrove's setup_default_logger() restores too
+            f.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
