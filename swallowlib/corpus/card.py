@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from swallowlib import paths
 from swallowlib.corpus.sources import CATALOGUE
 
 SPLITS = ("train", "valid", "test")
@@ -44,8 +45,11 @@ def _write(path: Path, text: str) -> None:
 def write_cards(out: Path, cfg, manifest: list[dict], report: dict) -> None:
     """Write ``<out>/{ja,en,parallel,eval}/README.md``."""
     sizes = report["sizes"]
+    cfg_path = Path(cfg.path)
+    if cfg_path.is_absolute() and cfg_path.is_relative_to(paths.ROOT):
+        cfg_path = cfg_path.relative_to(paths.ROOT)
     common = (
-        f"Profile `{cfg.profile}` (config `{cfg.path}`). Built by `swallowlib.corpus.pipeline`; split by group "
+        f"Profile `{cfg.profile}` (config `{cfg_path}`). Built by `swallowlib.corpus.pipeline`; split by group "
         f"(valid {cfg.corpus.split.valid:.0%}, test {cfg.corpus.split.test:.0%} of groups, seed "
         f'{cfg.corpus.split.seed}). Load with `datasets.load_dataset("parquet", data_files=...)` or '
         "`swallowlib.corpus.pipeline.load_split`.\n"

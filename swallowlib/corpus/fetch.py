@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,9 @@ deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 """
 DDTP_SOURCE = "deb http://deb.debian.org/debian bookworm main\n"
+
+
+_CAUSE = re.compile(r"^E:|ERROR:|E404|404|Not Found|No matching|Unable to locate", re.IGNORECASE)
 
 
 class FetchError(RuntimeError):
@@ -84,7 +88,9 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
         lines = [
             ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip() and not ln.startswith("W:")
         ]
-        raise FetchError(f"{what}: {' '.join(cmd[:3])} … failed: {lines[-1] if lines else proc.returncode}")
+        # The tools end with boilerplate ("A complete log of this run…"); the line naming the cause comes earlier.
+        cause = next((ln for ln in lines if _CAUSE.search(ln)), lines[-1] if lines else f"exit {proc.returncode}")
+        raise FetchError(f"{what}: {' '.join(cmd[:3])} … failed: {cause.strip()}")
     return proc
 
 
@@ -262,7 +268,7 @@ def fetch_npm(archive: Archive, cache: Path) -> Fetched:
     if not final.is_file():
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
             _run(
-                ["npm", "pack", "--silent", f"{archive.name}@{archive.version}"],
+                ["npm", "pack", "--loglevel=error", f"{archive.name}@{archive.version}"],
                 f"npm/{archive.name}",
                 cwd=tmp,
             )

@@ -146,21 +146,17 @@ def _peak_rss_mb() -> float:
 
 
 class _Timer:
+    """Wall time per named step (seconds), logged as each step starts."""
+
     def __init__(self) -> None:
         self.t: dict[str, float] = {}
 
+    @contextlib.contextmanager
     def __call__(self, name: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-                log.info("corpus: %s …", name)
-
-            def __exit__(self, *exc):
-                timer.t[name] = round(time.perf_counter() - self.t0, 2)
-
-        return _Ctx()
+        t0 = time.perf_counter()
+        log.info("corpus: %s …", name)
+        yield
+        self.t[name] = round(time.perf_counter() - t0, 2)
 
 
 def stage_code_files() -> list[Path]:
