@@ -111,9 +111,9 @@ def test_data_readme_lists_every_source_and_licence():
 def test_failed_tool_reports_the_cause_line_not_the_boilerplate():
     import sys
 
-    script = "import sys; sys.stderr.write('npm error code E404\\nnpm error A complete log is in x.log\\n'); sys.exit(1)"
+    script = "import sys; sys.stderr.write('npm error code E404\\nnpm error A complete log: x.log\\n'); sys.exit(1)"
     with pytest.raises(fetch.FetchError) as e:
         fetch._run([sys.executable, "-c", script], "npm/toy")
-    assert str(e.value).startswith("npm/toy: ") and "E404" in str(e.value) and "complete log" not in str(e.value)
+    assert str(e.value).startswith("npm/toy: ") and str(e.value).endswith("failed: npm error code E404")
     with pytest.raises(fetch.FetchError, match="command 'no-such-tool-xyz' not found"):
         fetch._run(["no-such-tool-xyz"], "deb/toy")
