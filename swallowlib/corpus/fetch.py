@@ -242,7 +242,7 @@ def fetch_pypi(archive: Archive, cache: Path) -> Fetched:
         kind = ["--no-binary", ":all:"] if archive.sdist else ["--only-binary", ":all:"]
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
             _run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation", *kind,
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *kind,
                  f"{archive.name}=={archive.version}", "-d", tmp],
                 f"pypi/{archive.name}=={archive.version}",
             )  # fmt: skip
