@@ -1,0 +1,260 @@
+"""Invariants of the Swallow-style vocabulary merge (swallowlib.tokenizer.merge), on tiny models trained here.
+
+Run: .venv/bin/pytest tests/test_tokenizer_merge.py -q
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+from swallowlib.tokenizer.merge import (
+    CONTROL,
+    NORMAL,
+    classify_reachability,
+    is_ascii_piece,
+    is_japanese_char,
+    load_proto,
+    merge_models,
+    unreachable_pieces,
+)
+
+EN = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Use the --force option to overwrite the existing configuration file.",
+    "This program is free software; you can redistribute it and/or modify it.",
+    "The kernel allocates memory for the new process and returns its identifier.",
+    "If the file does not exist, the command creates it with mode 0644.",
+    "Linux is a family of open source operating systems based on the kernel.",
+    "Install the package with apt-get install python3-numpy and restart the server.",
+    "The function returns zero on success and a negative error code on failure.",
+    "Set the environment variable HOME before running the installation script.",
+    "Each thread has its own stack, but all threads share the same address space.",
+    "Print the version number and exit; see the manual page for more details.",
+    "The network interface is configured by the DHCP client at boot time.",
+]
+JA = [
+    "吾輩は猫である。名前はまだ無い。",
+    "このプログラムはフリーソフトウェアです。再配布や変更ができます。",
+    "ファイルが存在しない場合、コマンドは新しいファイルを作成します。",
+    "カーネルは新しいプロセスのためにメモリを割り当て、その識別子を返します。",
+    "設定ファイルを上書きするには --force オプションを使います。",
+    "関数は成功すると 0 を返し、失敗するとエラーコードを返します。",
+    "インストールする前に環境変数 HOME を設定してください。",
+    "各スレッドは自分のスタックを持ちますが、アドレス空間は共有します。",
+    "ネットワークインターフェースは起動時に DHCP クライアントによって設定されます。",
+    "詳しくはマニュアルページを参照してください。Linux のカーネルについて説明します。",
+    "日本語の文章を正しく処理するために、文字コードは UTF-8 を使用します。",
+    "東京都の天気は晴れです。明日は雨が降るでしょう。",
+]
+JA_HELDOUT = [
+    "新しいファイルを作成するには、このコマンドを使ってください。",
+    "プロセスが終了すると、カーネルはメモリを解放します。",
+    "設定を変更した後は、サーバーを再起動してください。",
+]
+LLAMA = dict(
+    model_type="bpe", byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
+    add_dummy_prefix=True, remove_extra_whitespaces=False, max_sentencepiece_length=16,
+    character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False,
+    minloglevel=2, num_threads=1,
+)
+
+# Texts without any Japanese-script character: the invariance claim covers all of them.
+BATTERY = EN + [
+    "def merge(a, b):\n    return {**a, **b}  # dict union",
+    "for (int i = 0; i < n; ++i) { sum += x[i]; }",
+    "3.14159 2718281828 1,000,000 0x7fff -42 1e-9",
+    "tabs\tand\t\ttabs and    four spaces     and trailing   ",
+    "   leading spaces and\nnewlines\n\n\nand\r\ncarriage returns",
+    "emoji 😀🎉👍🏽 and flags 🇯🇵 and ZWJ 👨‍👩‍👧",
+    "café naïve résumé Ærøskøbing — “quotes” ‘single’ → arrows ≤ ≥ × ÷",
+    "Привет мир, Γειά σου κόσμε, مرحبا",
+    "control \x01\x02\x1b[31m chars \x7f",
+    "",
+    " ",
+    "\n",
+    "▁ literal markers ▁▁",
+    "<s> </s> <unk> <0x41> <unused_0>",
+]
+
+
+def _train(sents: list[str], vocab: int, **kw) -> bytes:
+    bio = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sents), model_writer=bio, vocab_size=vocab,
+                                   **{**LLAMA, **kw})
+    return bio.getvalue()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("merge")
+    base = _train(EN * 20, 420, normalization_rule_name="identity")
+    extra = _train(JA * 20, 700, normalization_rule_name="nmt_nfkc")
+    out = d / "merged.model"
+    report = merge_models(base, extra, out)
+    return base, extra, out, report
+
+
+def _sp(model) -> spm.SentencePieceProcessor:
+    if isinstance(model, bytes):
+        return spm.SentencePieceProcessor(model_proto=model)
+    return spm.SentencePieceProcessor(model_file=str(model))
+
+
+def test_base_entries_byte_identical(models):
+    base, _, out, rep = models
+    b, m = load_proto(base), load_proto(out.read_bytes())
+    assert rep.base_size == len(b.pieces) and rep.first_new_id == len(b.pieces)
+    for i, p in enumerate(b.pieces):
+        assert m.pieces[i].SerializeToString() == p.SerializeToString(), i
+    assert m.normalizer_spec.SerializeToString() == b.normalizer_spec.SerializeToString()
+    assert m.trainer_spec.byte_fallback and m.trainer_spec.split_digits
+    sb, sm = _sp(base), _sp(out)
+    assert all(sb.id_to_piece(i) == sm.id_to_piece(i) for i in range(sb.get_piece_size()))
+
+
+def test_new_pieces_scores_types_padding(models):
+    base, extra, out, rep = models
+    b, e, m = load_proto(base), load_proto(extra), load_proto(out)
+    new = m.pieces[len(b.pieces): len(b.pieces) + rep.added]
+    pad = m.pieces[len(b.pieces) + rep.added:]
+    assert rep.added > 50
+    min_base = min(p.score for p in b.pieces)
+    assert all(p.type == NORMAL and p.score < min_base for p in new)
+    assert [p.score for p in new] == sorted((p.score for p in new), reverse=True)  # extra order kept
+    order = {p.piece: i for i, p in enumerate(e.pieces)}
+    assert [order[p.piece] for p in new] == sorted(order[p.piece] for p in new)
+    base_set = {p.piece for p in b.pieces}
+    for p in new:
+        assert p.piece not in base_set
+        assert not is_ascii_piece(p.piece) and any(is_japanese_char(c) for c in p.piece)
+    # padding: CONTROL, clearly named, never produced
+    assert len(pad) == rep.padding < 8 and all(p.type == CONTROL and p.piece.startswith("<unused_") for p in pad)
+    assert len(m.pieces) == rep.final_size and rep.final_size % 8 == 0 and rep.multiple_ok
+    assert m.trainer_spec.vocab_size == rep.final_size
+    assert len({p.piece for p in m.pieces}) == len(m.pieces)
+    assert sum(rep.skipped.values()) + rep.added == rep.extra_size
+    assert rep.skipped["ascii"] > 0 and rep.skipped["in_base"] > 0 and rep.skipped["non_normal"] >= 256 + 3
+
+
+def test_english_and_non_japanese_text_identical(models):
+    base, _, out, rep = models
+    sb, sm = _sp(base), _sp(out)
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(0x20, 0x7F)] + list("\t\n▁éüßñ→—“”€😀🇯🇵Жλ ") + ["  ", "the", "ing"]
+    texts = BATTERY + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(400)]
+    new = rep.added_pieces
+    for t in texts:
+        norm = sm.normalize(t)
+        assert not any(p in norm for p in new)  # the precondition of the invariance argument
+        assert sb.encode(t) == sm.encode(t), t
+        assert all(i < rep.first_new_id for i in sm.encode(t))
+
+
+def test_scores_distinct_in_float32_below_huge_negative(models, tmp_path):
+    """Llama 2 scores its whitespace runs -1e9 (float32 steps of 64 there): new scores must still be distinct."""
+    base, extra, _, _ = models
+    b = load_proto(base)
+    b.pieces[-1].score = -1e9
+    rep = merge_models(b.SerializeToString(), extra, tmp_path / "h.model")
+    m = load_proto(tmp_path / "h.model")
+    scores = [p.score for p in m.pieces[rep.first_new_id: rep.first_new_id + rep.added]]
+    assert scores[0] < -1e9 and all(x > y for x, y in zip(scores, scores[1:], strict=False))
+
+
+def test_ascii_pieces_would_break_english(models, tmp_path):
+    """The negative control: without the piece rule English tokenization changes (so the test above can fail)."""
+    base, extra, _, _ = models
+    out = tmp_path / "all.model"
+    rep = merge_models(base, extra, out, exclude_ascii=False, japanese_only=False)
+    assert rep.skipped["ascii"] == 0
+    sb, sm = _sp(base), _sp(out)
+    changed = [t for t in BATTERY if sb.encode(t) != sm.encode(t)]
+    assert changed
+
+
+def test_round_trip_and_japanese_shorter(models):
+    base, _, out, _ = models
+    sb, sm = _sp(base), _sp(out)
+    texts = JA + JA_HELDOUT + BATTERY + [
+        "日本語と English の mixed テキスト 123",
+        "  全角スペース　と  半角スペース   の並び\t\tタブ",
+        "絵文字😀と漢字「鬱」と\x00制御\x07文字\n改行",
+        "\n\n先頭の改行",
+    ]
+    for t in texts:
+        if "▁" in t:  # SentencePiece decodes a literal U+2581 as a space, in the base model too
+            assert sb.decode(sb.encode(t)) == sm.decode(sm.encode(t)) == t.replace("▁", " ")
+            continue
+        assert sm.decode(sm.encode(t)) == t, repr(t)
+    n_base = sum(len(x) for x in sb.encode(JA_HELDOUT))
+    n_merged = sum(len(x) for x in sm.encode(JA_HELDOUT))
+    assert n_merged < 0.8 * n_base
+
+
+def test_unreachable_planted_and_reachable_not_flagged(models, tmp_path):
+    base, extra, out, rep = models
+    # every new piece actually produced on Japanese text is reported reachable (no false alarm)
+    sm = _sp(out)
+    used = {sm.id_to_piece(i) for ids in sm.encode(JA + JA_HELDOUT) for i in ids if i >= rep.first_new_id}
+    assert used and not used & set(rep.unreachable)
+    reachable = [p for p in rep.added_pieces if p not in rep.unreachable]
+    assert unreachable_pieces(out, reachable) == []
+    # plant pieces whose halves are absent: characters never seen, in no sub-piece of the vocabulary
+    e = load_proto(extra)
+    for s in ("鬱薔薇", "▁躑躅"):
+        e.pieces.add(piece=s, score=-1e4)
+    planted = e.SerializeToString()
+    rep2 = merge_models(base, planted, tmp_path / "p.model")
+    assert {"鬱薔薇", "▁躑躅"} <= set(rep2.unreachable)
+    assert classify_reachability(tmp_path / "p.model", ["鬱薔薇"]) == {"鬱薔薇": "no_split"}
+    rep3 = merge_models(base, planted, tmp_path / "d.model", drop_unreachable=True)
+    m3 = load_proto(tmp_path / "d.model")
+    assert "鬱薔薇" not in {p.piece for p in m3.pieces}
+    assert rep3.skipped["unreachable"] == len(rep2.unreachable) and rep3.unreachable == rep2.unreachable
+    assert rep3.final_size % 8 == 0
+    # dropping unreachable pieces changes no segmentation (compare piece strings, ids shift)
+    s2, s3 = _sp(tmp_path / "p.model"), _sp(tmp_path / "d.model")
+    for t in JA + JA_HELDOUT + ["鬱薔薇 躑躅"]:
+        assert s2.encode(t, out_type=str) == s3.encode(t, out_type=str)
+
+
+def _hand_bpe(pieces: list[tuple[str, float]]) -> bytes:
+    m = sp_pb2.ModelProto()
+    m.trainer_spec.model_type = sp_pb2.TrainerSpec.BPE
+    m.trainer_spec.vocab_size = len(pieces) + 3
+    m.normalizer_spec.name = "identity"
+    m.normalizer_spec.add_dummy_prefix = False
+    m.pieces.add(piece="<unk>", score=0, type=sp_pb2.ModelProto.SentencePiece.UNKNOWN)
+    m.pieces.add(piece="<s>", score=0, type=CONTROL)
+    m.pieces.add(piece="</s>", score=0, type=CONTROL)
+    for p, s in pieces:
+        m.pieces.add(piece=p, score=s)
+    return m.SerializeToString()
+
+
+def test_blocked_piece_known_answer():
+    """abcd is buildable as ab+cd, but bc (higher score) always merges first: it is never produced."""
+    model = _hand_bpe([("a", -1), ("b", -1), ("c", -1), ("d", -1), ("bc", -2), ("ab", -3), ("cd", -4),
+                       ("abcd", -5), ("xyz", -7)])
+    assert spm.SentencePieceProcessor(model_proto=model).encode("abcd", out_type=str) == ["a", "bc", "d"]
+    got = classify_reachability(model, ["ab", "bc", "cd", "abcd", "xyz"])
+    assert got == {"abcd": "blocked", "xyz": "no_split"}
+    assert unreachable_pieces(model, ["abcd", "a", "xyz"]) == ["abcd", "xyz"]
+
+
+def test_bad_input(models, tmp_path):
+    base, extra, _, _ = models
+    out = tmp_path / "x.model"
+    with pytest.raises(ValueError):
+        merge_models(b"not a model \xff\xfe", extra, out)
+    with pytest.raises(ValueError):
+        merge_models(base, extra, out, pad_to=0)
+    unigram = _train(EN * 20, 400, model_type="unigram", normalization_rule_name="identity")
+    with pytest.raises(ValueError):
+        merge_models(unigram, extra, out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
