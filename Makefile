@@ -28,8 +28,9 @@ PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar -k $(KERNEL) --
 
 CORE_CODE := swallowlib/__init__.py swallowlib/config.py swallowlib/paths.py swallowlib/provenance.py
 CORPUS_CODE := $(CORE_CODE) $(wildcard swallowlib/corpus/*.py)
+TOKENIZER_CODE := $(CORE_CODE) $(wildcard swallowlib/tokenizer/*.py)
 
-.PHONY: help venv reproduce smoke corpus test lint bench lab report clean-runs
+.PHONY: help venv reproduce smoke corpus tokenizer test lint bench lab report clean-runs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -52,7 +53,13 @@ $(NB_OUT)/01_corpus.ipynb: notebooks/01_corpus.ipynb $(CONFIG) $(CORPUS_CODE) | 
 
 corpus: $(ENV_STAMP) $(NB_OUT)/01_corpus.ipynb ## stage 01: fetch, extract, filter, dedup, split the corpus
 
-reproduce: corpus ## run every notebook of PROFILE through papermill (skips what is up to date)
+$(NB_OUT)/02_tokenizer.ipynb: notebooks/02_tokenizer.ipynb $(CONFIG) $(TOKENIZER_CODE) $(NB_OUT)/01_corpus.ipynb | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+tokenizer: corpus $(NB_OUT)/02_tokenizer.ipynb ## stage 02: base + Japanese tokenizers, merge, HF export, efficiency
+
+reproduce: corpus tokenizer ## run every notebook of PROFILE through papermill (skips what is up to date)
 	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/"
 
 smoke: ## the smoke profile end to end (what CI runs)

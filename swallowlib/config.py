@@ -163,6 +163,29 @@ class CorpusConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Stage 02: tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Stage 02: the base tokenizer, the Japanese tokenizer, the Swallow-style merge, and the analysis tokenizers."""
+
+    base: Literal["tiny", "llama2"] = "tiny"  # tiny: an English SentencePiece trained here with Llama 2's settings
+    base_vocab: int = 8000  # pieces of the tiny base (ignored for llama2)
+    ja_vocab: int = 4000  # pieces of the Japanese SentencePiece merged into the base
+    ja_nfkc: bool = True  # NFKC normaliser for the Japanese tokenizer (the paper's choice)
+    pad_to: int = 8  # merged vocabulary padded to a multiple of this
+    max_train_lines: int = 200_000  # lines sampled (with the seed) to train each SentencePiece model
+    analysis_llama2: bool = True  # also rebuild Llama 2 exactly and merge a Japanese tokenizer into it (analysis)
+    analysis_ja_vocab: int = 16_000  # the paper's Japanese tokenizer size, for the Llama 2 analysis merge
+    analysis_mistral: bool = True  # Mistral v1 (from mistral-common) in the efficiency comparison
+    coverage: bool = True  # every kana and the jōyō kanji (KANJIDIC2 in jamdict-data) as single pieces of expanded
+    out_of_domain: bool = True  # measure on Japanese from other domains (literature, a tutorial, an essay)
+    eval_max_docs: int = 400  # held-out documents per domain in the efficiency table
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The whole file
 
 
@@ -172,6 +195,7 @@ class Config:
 
     profile: str
     corpus: CorpusConfig
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     seed: int = 0
     offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
     path: str = ""  # filled in by load_config: the file it came from
@@ -291,6 +315,10 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
     elif isinstance(obj, DecontamConfig):
         if not 0.0 < obj.near_dup_jaccard <= 1.0:
             fail("near_dup_jaccard", f"expected a value in (0, 1], got {obj.near_dup_jaccard}")
+    elif isinstance(obj, TokenizerConfig):
+        for name in ("base_vocab", "ja_vocab", "pad_to", "max_train_lines", "analysis_ja_vocab", "eval_max_docs"):
+            if getattr(obj, name) < 1:
+                fail(name, f"expected a positive integer, got {getattr(obj, name)}")
     elif isinstance(obj, ExecutorConfig):
         if obj.workers < 1 or obj.tasks < 1:
             fail("workers", "workers and tasks must be >= 1")

@@ -1,0 +1,258 @@
+"""Stage 02 end to end: train the tokenizers, merge the Japanese pieces into the base, export, measure.
+
+    python -m swallowlib.tokenizer.stage --config configs/tiny.yaml      # skips when up to date
+
+Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage finishes):
+
+- ``base/`` — the profile's base tokenizer (tiny: an English SentencePiece with Llama 2's trainer settings, trained on
+  the English training split; llama2: Llama 2's exact ``tokenizer.model``), as an HF directory;
+- ``ja.model`` — the Japanese SentencePiece (NFKC as configured) trained on the Japanese training split;
+- ``expanded/`` — base + the Japanese pieces the base lacks (Swallow-style merge, padded), as an HF directory;
+- ``analysis/`` — Llama 2, Llama 2 + a 16k Japanese tokenizer (the paper's setting) and Mistral v1, when configured;
+- ``merge.json`` (what the merges added and skipped), ``invariants.json`` (English identical, round trips, HF = SPM),
+  ``efficiency.csv`` (characters/token, bytes/token, tokens per MeCab word, byte-fallback share, ratios to the base,
+  per tokenizer and held-out domain), ``report.json`` (timings), ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import sentencepiece as spm
+
+from swallowlib import paths
+from swallowlib.config import Config, apply_environment, load_config, to_dict
+from swallowlib.provenance import fingerprint, provenance, write_json_atomic
+from swallowlib.tokenizer import base, coverage, export, merge, metrics
+
+log = logging.getLogger(__name__)
+
+
+def tokenizer_dir(profile: str) -> Path:
+    return paths.run_dir(profile) / "tokenizer"
+
+
+def _fingerprint(cfg: Config) -> str:
+    code = sorted(Path(__file__).parent.glob("*.py"))
+    corpus_prov = paths.corpus_dir(cfg.profile) / "provenance.json"
+    upstream = json.loads(corpus_prov.read_text())["fingerprint"] if corpus_prov.is_file() else None
+    return fingerprint({"tokenizer": to_dict(cfg.tokenizer), "corpus": upstream}, code)
+
+
+def is_up_to_date(cfg: Config) -> bool:
+    prov = tokenizer_dir(cfg.profile) / "provenance.json"
+    try:
+        return json.loads(prov.read_text())["fingerprint"] == _fingerprint(cfg)
+    except (OSError, json.JSONDecodeError, KeyError):
+        return False
+
+
+def _lines(texts, n: int, seed: int) -> list[str]:
+    """Non-empty lines of the documents, a seeded sample of at most ``n`` (SentencePiece trains on lines)."""
+    lines = [ln for t in texts for ln in t.splitlines() if ln.strip()]
+    if len(lines) > n:
+        lines = random.Random(seed).sample(lines, n)
+    return lines
+
+
+def _split_texts(profile: str, dataset: str, split: str, column: str = "text") -> list[str]:
+    path = paths.corpus_dir(profile) / dataset / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing — the tokenizer stage needs the corpus (make corpus PROFILE={profile})"
+        )
+    return pd.read_parquet(path, columns=[column])[column].tolist()
+
+
+def _sample_docs(texts: list[str], n: int, seed: int) -> list[str]:
+    return texts if len(texts) <= n else random.Random(seed).sample(texts, n)
+
+
+def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
+    """Run stage 02 for a config (or profile name); return ``runs/<profile>/tokenizer``."""
+    if not isinstance(cfg, Config):
+        cfg = load_config(cfg)
+    apply_environment(cfg)
+    out = tokenizer_dir(cfg.profile)
+    if not force and is_up_to_date(cfg):
+        log.info("tokenizer: %s is up to date", out)
+        return out
+    tc = cfg.tokenizer
+    stage = Path(str(out) + ".tmp")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def tick(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 2)
+        log.info("tokenizer: %s done in %.1f s", name, now - since)
+        return now
+
+    try:
+        t = t0
+        ja_train = _split_texts(cfg.profile, "ja", "train")
+        en_train = _split_texts(cfg.profile, "en", "train")
+        # 1. base tokenizer
+        if tc.base == "llama2":
+            base_model = base.build_llama2_tokenizer(stage / "base.model")
+        else:
+            base_model = base.train_sentencepiece(
+                _lines(en_train, tc.max_train_lines, tc.seed), tc.base_vocab, stage / "base", seed=tc.seed
+            )
+        t = tick("base", t)
+        # 2. Japanese tokenizer
+        ja_model = base.train_sentencepiece(
+            _lines(ja_train, tc.max_train_lines, tc.seed),
+            tc.ja_vocab,
+            stage / "ja",
+            normalization="nfkc" if tc.ja_nfkc else "identity",
+            seed=tc.seed,
+        )
+        t = tick("ja", t)
+        # 3. merge and export
+        # Merge without padding, append the coverage characters (kana + jōyō kanji), then pad: a CONTROL padding
+        # piece must not sit below NORMAL pieces (coverage.py explains the order).
+        first = merge.merge_models(base_model, ja_model, stage / "merged.model", pad_to=1)
+        merge_info = {"expanded": first.summary()}
+        if tc.coverage:
+            merge_info["expanded"]["coverage"] = coverage.add_coverage_pieces(
+                stage / "merged.model", coverage.coverage_characters(), stage / "merged.model"
+            )
+        padded = merge.merge_models(
+            stage / "merged.model", stage / "merged.model", stage / "expanded.model", pad_to=tc.pad_to
+        )
+        (stage / "merged.model").unlink()
+        merge_info["expanded"].update(
+            padding=padded.padding, final_size=padded.final_size, multiple_ok=padded.multiple_ok
+        )
+        reports: dict[str, merge.MergeReport] = {}
+        export.export_hf(base_model, stage / "base")
+        export.export_hf(stage / "expanded.model", stage / "expanded")
+        models = {"base": base_model, "expanded": stage / "expanded.model"}
+        t = tick("merge+export", t)
+        # 4. analysis tokenizers
+        if tc.analysis_llama2:
+            an = stage / "analysis"
+            an.mkdir()
+            llama = base.build_llama2_tokenizer(an / "llama2.model")
+            ja16 = base.train_sentencepiece(
+                _lines(ja_train, tc.max_train_lines, tc.seed),
+                tc.analysis_ja_vocab,
+                an / f"ja{tc.analysis_ja_vocab // 1000}k",
+                normalization="nfkc" if tc.ja_nfkc else "identity",
+                seed=tc.seed,
+            )
+            name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
+            reports[name] = merge.merge_models(llama, ja16, an / f"{name}.model", pad_to=tc.pad_to)
+            models["llama2"], models[name] = llama, an / f"{name}.model"
+            t = tick("analysis-llama2", t)
+        if tc.analysis_mistral:
+            (stage / "analysis").mkdir(exist_ok=True)
+            models["mistral-v1"] = base.mistral_v1_model(stage / "analysis" / "mistral-v1.model")
+            t = tick("analysis-mistral", t)
+        merge_info.update({k: r.summary() for k, r in reports.items() if k != "expanded"})
+        for v in merge_info.values():
+            v.pop("out", None)
+        write_json_atomic(stage / "merge.json", merge_info)
+
+        # 5. invariants on held-out text
+        en_valid = _lines(_split_texts(cfg.profile, "en", "valid"), 3000, tc.seed)
+        ja_test_docs = _sample_docs(_split_texts(cfg.profile, "ja", "test"), tc.eval_max_docs, tc.seed)
+        inv = {}
+        for merged, base_name in [("expanded", "base")] + (
+            [(n, "llama2") for n in models if n.startswith("llama2+")] if tc.analysis_llama2 else []
+        ):
+            a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
+            b = spm.SentencePieceProcessor(model_file=str(models[merged]))
+            same = sum(a.encode(x) == b.encode(x) for x in en_valid)
+            ja_lines = [ln for d in ja_test_docs for ln in d.splitlines() if ln.strip()]
+            round_trip = sum(b.decode(b.encode(x)) == x for x in ja_lines)
+            inv[merged] = {
+                "english_lines_identical": same,
+                "english_lines": len(en_valid),
+                "japanese_round_trips": round_trip,
+                "japanese_lines": len(ja_lines),
+            }
+        for name in ("base", "expanded"):
+            inv[f"hf={name}"] = export.check_equivalence(models[name], stage / name, en_valid[:500] + ja_lines[:500])
+        write_json_atomic(stage / "invariants.json", inv)
+        t = tick("invariants", t)
+
+        # 6. efficiency per tokenizer and held-out domain
+        domains = {
+            "ja: held-out manuals (test split)": (ja_test_docs, "ja"),
+            "en: held-out (test split)": (
+                _sample_docs(_split_texts(cfg.profile, "en", "test"), tc.eval_max_docs, tc.seed),
+                "en",
+            ),
+            "ja: parallel test pairs (ja side)": (
+                _sample_docs(_split_texts(cfg.profile, "parallel", "test", "ja"), 2000, tc.seed),
+                "ja",
+            ),
+        }
+        encoders = {n: metrics.spm_encoder(m, name=n) for n, m in models.items()}
+        if tc.out_of_domain:
+            for name, text in coverage.out_of_domain_japanese().items():
+                domains[f"ja: out of domain ({name})"] = ([ln for ln in text.split("\n\n") if ln.strip()], "ja")
+        domains = {d: v for d, v in domains.items() if v[0]}  # e.g. no parallel test pairs in a local-only corpus
+        table = metrics.efficiency_table(
+            {d: texts for d, (texts, _) in domains.items()},
+            encoders,
+            {d: lang for d, (_, lang) in domains.items()},
+            baseline="llama2" if "llama2" in encoders else "base",
+        )
+        tmp = stage / "efficiency.csv.tmp"
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, stage / "efficiency.csv")
+        t = tick("efficiency", t)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    timings["total"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(stage / "report.json", {"timings_s": timings, "models": {k: str(v) for k, v in models.items()}})
+    write_json_atomic(stage / "provenance.json", provenance(cfg, stage="tokenizer", fingerprint=_fingerprint(cfg)))
+    old = Path(str(out) + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
+    # The model paths recorded above point into the temp dir; rewrite them for the final location.
+    rep = json.loads((out / "report.json").read_text())
+    rep["models"] = {k: str(Path(v)).replace(str(stage), str(out)) for k, v in rep["models"].items()}
+    write_json_atomic(out / "report.json", rep)
+    log.info("tokenizer: wrote %s in %.0f s", out, timings["total"])
+    return out
+
+
+def encoders(profile: str) -> dict[str, metrics.PieceEncoder]:
+    """The stage's tokenizers as metric encoders, by name (for the notebook and the inspector)."""
+    rep = json.loads((tokenizer_dir(profile) / "report.json").read_text())
+    return {n: metrics.spm_encoder(p, name=n) for n, p in rep["models"].items()}
+
+
+def efficiency(profile: str) -> pd.DataFrame:
+    return pd.read_csv(tokenizer_dir(profile) / "efficiency.csv")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="configs/<profile>.yaml")
+    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(build_tokenizers(args.config, force=args.force))
+
+
+if __name__ == "__main__":
+    main()
