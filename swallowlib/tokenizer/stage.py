@@ -76,6 +76,23 @@ def _sample_docs(texts: list[str], n: int, seed: int) -> list[str]:
     return texts if len(texts) <= n else random.Random(seed).sample(texts, n)
 
 
+def _expand(base_model: Path, ja_model: Path, out: Path, pad_to: int, with_coverage: bool) -> dict:
+    """Swallow-style merge of ``ja_model`` into ``base_model`` (+ kana/jōyō coverage), padded; returns the record.
+
+    Order (see coverage.py): merge without padding, append the coverage characters, then pad — a CONTROL padding
+    piece must not sit below NORMAL pieces.
+    """
+    tmp = out.with_name(out.name + ".unpadded")
+    info = merge.merge_models(base_model, ja_model, tmp, pad_to=1).summary()
+    if with_coverage:
+        info["coverage"] = coverage.add_coverage_pieces(tmp, coverage.coverage_characters(), tmp)
+    padded = merge.merge_models(tmp, tmp, out, pad_to=pad_to)  # every piece is already there: pads only
+    tmp.unlink()
+    info.update(padding=padded.padding, final_size=padded.final_size, multiple_ok=padded.multiple_ok)
+    info.pop("out", None)
+    return info
+
+
 def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
     """Run stage 02 for a config (or profile name); return ``runs/<profile>/tokenizer``."""
     if not isinstance(cfg, Config):
@@ -120,22 +137,7 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         )
         t = tick("ja", t)
         # 3. merge and export
-        # Merge without padding, append the coverage characters (kana + jōyō kanji), then pad: a CONTROL padding
-        # piece must not sit below NORMAL pieces (coverage.py explains the order).
-        first = merge.merge_models(base_model, ja_model, stage / "merged.model", pad_to=1)
-        merge_info = {"expanded": first.summary()}
-        if tc.coverage:
-            merge_info["expanded"]["coverage"] = coverage.add_coverage_pieces(
-                stage / "merged.model", coverage.coverage_characters(), stage / "merged.model"
-            )
-        padded = merge.merge_models(
-            stage / "merged.model", stage / "merged.model", stage / "expanded.model", pad_to=tc.pad_to
-        )
-        (stage / "merged.model").unlink()
-        merge_info["expanded"].update(
-            padding=padded.padding, final_size=padded.final_size, multiple_ok=padded.multiple_ok
-        )
-        reports: dict[str, merge.MergeReport] = {}
+        merge_info = {"expanded": _expand(base_model, ja_model, stage / "expanded.model", tc.pad_to, tc.coverage)}
         export.export_hf(base_model, stage / "base")
         export.export_hf(stage / "expanded.model", stage / "expanded")
         models = {"base": base_model, "expanded": stage / "expanded.model"}
@@ -153,14 +155,13 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
                 seed=tc.seed,
             )
             name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
-            reports[name] = merge.merge_models(llama, ja16, an / f"{name}.model", pad_to=tc.pad_to)
+            merge_info[name] = _expand(llama, ja16, an / f"{name}.model", tc.pad_to, tc.coverage)
             models["llama2"], models[name] = llama, an / f"{name}.model"
             t = tick("analysis-llama2", t)
         if tc.analysis_mistral:
             (stage / "analysis").mkdir(exist_ok=True)
             models["mistral-v1"] = base.mistral_v1_model(stage / "analysis" / "mistral-v1.model")
             t = tick("analysis-mistral", t)
-        merge_info.update({k: r.summary() for k, r in reports.items() if k != "expanded"})
         for v in merge_info.values():
             v.pop("out", None)
         write_json_atomic(stage / "merge.json", merge_info)
