@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -47,6 +48,17 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def publish_dir(staged: Path, out: Path) -> None:
+    """Swap a finished stage directory in as a whole (``staged`` → ``out``), so a killed run never leaves a
+    half-written output: the old output is renamed aside, the new one renamed in, then the old one removed."""
+    old = Path(str(out) + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staged, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def fingerprint(obj: Any, files: list[Path]) -> str:

@@ -44,7 +44,7 @@ from swallowlib.config import Config, QualityFilters, apply_environment, load_co
 from swallowlib.corpus import align, decontam, dedup, evalmaterial, extract, fetch, filters
 from swallowlib.corpus.records import Document, Pair
 from swallowlib.corpus.sources import CATALOGUE
-from swallowlib.provenance import fingerprint, provenance, write_json_atomic
+from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +208,7 @@ def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    # Swap the finished stage in as a whole: a killed run never leaves a half-written corpus behind.
-    old = Path(str(out) + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
+    publish_dir(stage, out)
     log.info("corpus: wrote %s in %.0f s", out, time.perf_counter() - t_start)
     return out
 

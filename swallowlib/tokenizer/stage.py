@@ -30,7 +30,7 @@ import sentencepiece as spm
 
 from swallowlib import paths
 from swallowlib.config import Config, apply_environment, load_config, to_dict
-from swallowlib.provenance import fingerprint, provenance, write_json_atomic
+from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic
 from swallowlib.tokenizer import base, coverage, export, merge, metrics
 
 log = logging.getLogger(__name__)
@@ -220,26 +220,20 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     timings["total"] = round(time.perf_counter() - t0, 2)
-    write_json_atomic(stage / "report.json", {"timings_s": timings, "models": {k: str(v) for k, v in models.items()}})
+    # Model paths are recorded relative to the stage directory, so they stay valid after the swap below.
+    rel_models = {k: str(Path(v).relative_to(stage)) for k, v in models.items()}
+    write_json_atomic(stage / "report.json", {"timings_s": timings, "models": rel_models})
     write_json_atomic(stage / "provenance.json", provenance(cfg, stage="tokenizer", fingerprint=_fingerprint(cfg)))
-    old = Path(str(out) + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
-    # The model paths recorded above point into the temp dir; rewrite them for the final location.
-    rep = json.loads((out / "report.json").read_text())
-    rep["models"] = {k: str(Path(v)).replace(str(stage), str(out)) for k, v in rep["models"].items()}
-    write_json_atomic(out / "report.json", rep)
+    publish_dir(stage, out)
     log.info("tokenizer: wrote %s in %.0f s", out, timings["total"])
     return out
 
 
 def encoders(profile: str) -> dict[str, metrics.PieceEncoder]:
     """The stage's tokenizers as metric encoders, by name (for the notebook and the inspector)."""
-    rep = json.loads((tokenizer_dir(profile) / "report.json").read_text())
-    return {n: metrics.spm_encoder(p, name=n) for n, p in rep["models"].items()}
+    d = tokenizer_dir(profile)
+    rep = json.loads((d / "report.json").read_text())
+    return {n: metrics.spm_encoder(d / p, name=n) for n, p in rep["models"].items()}
 
 
 def efficiency(profile: str) -> pd.DataFrame:
