@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,32 @@ TRACKED = (
 )
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as UTF-8 JSON to ``path`` via a temporary file and a rename."""
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``; a failure
+    leaves the old file (or nothing) behind, never half of the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """UTF-8 text, written as :func:`write_bytes_atomic` does."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: Path, obj: Any) -> Path:
+    """``obj`` as UTF-8 JSON, written as :func:`write_bytes_atomic` does."""
+    return write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n")
 
 
 def publish_dir(staged: Path, out: Path) -> None:

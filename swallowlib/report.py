@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import html
 import logging
-import os
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
 
 from swallowlib import paths
+from swallowlib.provenance import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def build_report(profile: str) -> Path:
     for nb_path in notebooks:
         body, _ = exporter.from_notebook_node(nbformat.read(nb_path, as_version=4))
         page = out / f"{nb_path.stem}.html"
-        tmp = page.with_name(page.name + ".tmp")
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, page)
+        write_text_atomic(page, body)
         links.append(f'<li><a href="{html.escape(page.name)}">{html.escape(nb_path.stem)}</a></li>')
     index = out / "index.html"
     index.write_text(

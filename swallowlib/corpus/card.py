@@ -5,11 +5,11 @@ Written by the pipeline from its own report, so the numbers on a card are always
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from swallowlib import paths
 from swallowlib.corpus.sources import CATALOGUE
+from swallowlib.provenance import write_text_atomic
 
 SPLITS = ("train", "valid", "test")
 
@@ -33,13 +33,6 @@ def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_cards(out: Path, cfg, manifest: list[dict], report: dict) -> None:
@@ -75,14 +68,14 @@ def write_cards(out: Path, cfg, manifest: list[dict], report: dict) -> None:
             + _table(["source", "licence", "archives (version)", "documents", "characters"], rows)
             + "\n\nColumns: `id`, `text`, `source`, `group` (split unit), `meta` (JSON: package, path, format).\n"
         )
-        _write(out / lang / "README.md", text)
+        write_text_atomic(out / lang / "README.md", text)
 
     p = sizes["parallel"]
     rows = [
         [src, _licence(src, cfg), _archives(src, manifest), v["pairs"]]
         for src, v in sorted(p["by_source"].items())
     ]
-    _write(
+    write_text_atomic(
         out / "parallel" / "README.md",
         (
             f"# English-Japanese parallel corpus\n\n{common}\n"
@@ -100,7 +93,7 @@ def write_cards(out: Path, cfg, manifest: list[dict], report: dict) -> None:
     )
 
     dc = report["decontamination"]
-    _write(
+    write_text_atomic(
         out / "eval" / "README.md",
         (
             f"# Evaluation sets\n\n{common}\n"

@@ -44,7 +44,7 @@ from swallowlib.config import Config, QualityFilters, apply_environment, load_co
 from swallowlib.corpus import align, decontam, dedup, evalmaterial, extract, fetch, filters
 from swallowlib.corpus.records import Document, Pair
 from swallowlib.corpus.sources import CATALOGUE
-from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic
+from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -457,12 +457,7 @@ def _datatrove_log(path: Path):
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _funnel(raw: list[Document], fstats: dict, dstats: dict | None, final: pd.DataFrame) -> list[dict]:

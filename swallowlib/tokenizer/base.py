@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import re
 import sys
 import tarfile
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+from swallowlib.provenance import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +50,6 @@ class TokenizerBuildError(RuntimeError):
 
 # --------------------------------------------------------------------------------------------------------------
 # Writing
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def md5_bytes(data: bytes) -> str:
@@ -187,7 +173,7 @@ def build_llama2_tokenizer(dest: Path, *, gguf_path: Path | None = None, expecte
         raise TokenizerBuildError(
             f"{dest}: rebuilt tokenizer.model from {gguf_path.name} has md5 {got}, expected {expected_md5}"
         )
-    atomic_write_bytes(dest, data)
+    write_bytes_atomic(dest, data)
     log.info("Llama 2 tokenizer.model rebuilt (%d bytes, md5 ok) in %.1fs", len(data), time.perf_counter() - t0)
     return dest
 
@@ -212,7 +198,7 @@ def mistral_v1_model(dest: Path) -> Path:
         spm.SentencePieceProcessor(model_proto=data)
     except RuntimeError as e:
         raise TokenizerBuildError(f"{fetched.path}: {MISTRAL_V1_MEMBER} is not a SentencePiece model") from e
-    return atomic_write_bytes(dest, data)
+    return write_bytes_atomic(dest, data)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -314,7 +300,7 @@ def train_sentencepiece(
     data = buf.getvalue()
     if not data:
         raise TokenizerBuildError(f"{out}: SentencePiece produced no model (empty corpus?)")
-    atomic_write_bytes(out, data)
+    write_bytes_atomic(out, data)
     log.info("trained %s (%d pieces, %s) in %.1fs", out, vocab_size, normalization, time.perf_counter() - t0)
     return out
 

@@ -50,7 +50,7 @@ import sentencepiece as spm
 
 from swallowlib import paths
 from swallowlib.corpus.sources import Archive
-from swallowlib.tokenizer.base import atomic_write_bytes
+from swallowlib.provenance import write_bytes_atomic
 
 # merge.py's scoring rule (min score - 1 - rank, strictly decreasing in float32) is reused, not re-derived, so
 # the two appenders can never disagree; it is module-private there but this module is its sibling.
@@ -189,7 +189,7 @@ def coverage_characters(
         kanji = sorted(have | {c for pair in JOYO_VARIANT_PAIRS if have & set(pair) for c in pair})
     kana = kana_characters()
     chars = kana + kanji
-    atomic_write_bytes(cache, ("\n".join(chars) + "\n").encode("utf-8"))
+    write_bytes_atomic(cache, ("\n".join(chars) + "\n").encode("utf-8"))
     log.info("coverage characters: %d kana + %d kanji %s -> %s", len(kana), len(kanji), counts, cache)
     return chars
 
@@ -232,7 +232,7 @@ def add_coverage_pieces(model: Path | str | bytes, chars: list[str], out: Path |
     proto.trainer_spec.vocab_size = len(proto.pieces)
     data = proto.SerializeToString()
     spm.SentencePieceProcessor(model_proto=data)  # refuse to write a model sentencepiece cannot load
-    atomic_write_bytes(Path(out), data)
+    write_bytes_atomic(Path(out), data)
     counts.update(base_size=base_size, final_size=len(proto.pieces), first_new_id=base_size)
     log.info("coverage pieces: %s -> %s", counts, out)
     return counts

@@ -45,8 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +53,8 @@ import numpy as np
 import sentencepiece as spm
 from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+from swallowlib.provenance import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -249,20 +249,6 @@ def _new_scores(min_score: float, n: int) -> list[float]:
     return out
 
 
-def _atomic_write(out: Path, data: bytes) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def merge_models(
     base_model: Path | str | bytes,
     extra_model: Path | str | bytes,
@@ -338,7 +324,7 @@ def merge_models(
     data = merged.SerializeToString()
     _processor(merged)  # refuse to write a model sentencepiece cannot load
     out = Path(out)
-    _atomic_write(out, data)
+    write_bytes_atomic(out, data)
 
     counts: dict[str, int] = {}
     for c in unreachable:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -30,7 +29,7 @@ import sentencepiece as spm
 
 from swallowlib import paths
 from swallowlib.config import Config, apply_environment, load_config, to_dict
-from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic
+from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic, write_text_atomic
 from swallowlib.tokenizer import base, coverage, export, merge, metrics
 
 log = logging.getLogger(__name__)
@@ -212,9 +211,7 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
             {d: lang for d, (_, lang) in domains.items()},
             baseline="llama2" if "llama2" in encoders else "base",
         )
-        tmp = stage / "efficiency.csv.tmp"
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, stage / "efficiency.csv")
+        write_text_atomic(stage / "efficiency.csv", table.to_csv(index=False))
         t = tick("efficiency", t)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
