@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -79,6 +80,34 @@ def publish_dir(staged: Path, out: Path) -> None:
         os.replace(out, old)
     os.replace(staged, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recorded_fingerprint(out_dir: Path) -> str | None:
+    """The input fingerprint a finished stage recorded in ``<out_dir>/provenance.json`` (None if absent/unreadable)."""
+    try:
+        return json.loads((Path(out_dir) / "provenance.json").read_text())["fingerprint"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """A matplotlib figure as a PNG with no software/date stamps (same data, same bytes), written atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def stage_cli(build: Any, description: str, argv: list[str] | None = None) -> None:
+    """The command line every stage shares: ``--config configs/<profile>.yaml [--force]``; prints the output dir."""
+    import argparse
+    import logging
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", required=True, help="configs/<profile>.yaml")
+    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(build(args.config, force=args.force))
 
 
 def fingerprint(obj: Any, files: list[Path]) -> str:

@@ -18,7 +18,6 @@ translation always land in the same split.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import hashlib
@@ -44,7 +43,15 @@ from swallowlib.config import Config, QualityFilters, apply_environment, load_co
 from swallowlib.corpus import align, decontam, dedup, evalmaterial, extract, fetch, filters
 from swallowlib.corpus.records import Document, Pair
 from swallowlib.corpus.sources import CATALOGUE
-from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic, write_text_atomic
+from swallowlib.provenance import (
+    fingerprint,
+    provenance,
+    publish_dir,
+    recorded_fingerprint,
+    stage_cli,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +180,7 @@ def corpus_fingerprint(cfg: Config) -> str:
 
 
 def is_up_to_date(cfg: Config, out: Path | None = None) -> bool:
-    out = out or paths.corpus_dir(cfg.profile)
-    prov = out / "provenance.json"
-    if not prov.is_file():
-        return False
-    try:
-        return json.loads(prov.read_text())["fingerprint"] == corpus_fingerprint(cfg)
-    except (json.JSONDecodeError, KeyError):
-        return False
+    return recorded_fingerprint(out or paths.corpus_dir(cfg.profile)) == corpus_fingerprint(cfg)
 
 
 def build_corpus(cfg: Config | str | Path, force: bool = False, out: Path | None = None) -> Path:
@@ -604,13 +604,7 @@ def load_split(profile: str, dataset: str, split: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="configs/<profile>.yaml")
-    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    out = build_corpus(args.config, force=args.force)
-    print(out)
+    stage_cli(build_corpus, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

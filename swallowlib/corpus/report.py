@@ -15,9 +15,9 @@ import pandas as pd
 
 from swallowlib import paths
 from swallowlib.corpus.sources import CATALOGUE
+from swallowlib.provenance import save_figure
 
 #: Deterministic figure files: no software/date stamps.
-PNG_METADATA = {"Software": None}
 
 
 def load(profile: str) -> dict:
@@ -213,9 +213,7 @@ def funnel_figure(r: dict, profile: str | None = None):
         ax.set_xlim(0, max(chars) * 1.45 if chars and max(chars) > 0 else 1)
     fig.tight_layout()
     if profile:
-        out = paths.figures_dir(profile) / "corpus_funnel.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110, metadata=PNG_METADATA)
+        save_figure(fig, paths.figures_dir(profile) / "corpus_funnel.png")
     return fig
 
 

@@ -12,9 +12,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from swallowlib import paths
+from swallowlib.provenance import save_figure
 from swallowlib.tokenizer import metrics, stage
-
-PNG_METADATA = {"Software": None}  # deterministic figure files
 
 
 def merge_table(profile: str) -> pd.DataFrame:
@@ -104,9 +103,7 @@ def efficiency_figure(profile: str, save: bool = True):
     ax.set_title("How many tokens each tokenizer needs for the same held-out text")
     fig.tight_layout()
     if save:
-        out = paths.figures_dir(profile) / "tokenizer_efficiency.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110, metadata=PNG_METADATA)
+        save_figure(fig, paths.figures_dir(profile) / "tokenizer_efficiency.png")
     return fig
 
 

@@ -16,7 +16,6 @@ Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage fin
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -29,7 +28,15 @@ import sentencepiece as spm
 
 from swallowlib import paths
 from swallowlib.config import Config, apply_environment, load_config, to_dict
-from swallowlib.provenance import fingerprint, provenance, publish_dir, write_json_atomic, write_text_atomic
+from swallowlib.provenance import (
+    fingerprint,
+    provenance,
+    publish_dir,
+    recorded_fingerprint,
+    stage_cli,
+    write_json_atomic,
+    write_text_atomic,
+)
 from swallowlib.tokenizer import base, coverage, export, merge, metrics
 
 log = logging.getLogger(__name__)
@@ -40,18 +47,14 @@ def tokenizer_dir(profile: str) -> Path:
 
 
 def _fingerprint(cfg: Config) -> str:
-    code = sorted(Path(__file__).parent.glob("*.py"))
-    corpus_prov = paths.corpus_dir(cfg.profile) / "provenance.json"
-    upstream = json.loads(corpus_prov.read_text())["fingerprint"] if corpus_prov.is_file() else None
+    # report.py only reads the outputs (for the notebook): changing it must not rebuild the tokenizers.
+    code = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name != "report.py"]
+    upstream = recorded_fingerprint(paths.corpus_dir(cfg.profile))
     return fingerprint({"tokenizer": to_dict(cfg.tokenizer), "corpus": upstream}, code)
 
 
 def is_up_to_date(cfg: Config) -> bool:
-    prov = tokenizer_dir(cfg.profile) / "provenance.json"
-    try:
-        return json.loads(prov.read_text())["fingerprint"] == _fingerprint(cfg)
-    except (OSError, json.JSONDecodeError, KeyError):
-        return False
+    return recorded_fingerprint(tokenizer_dir(cfg.profile)) == _fingerprint(cfg)
 
 
 def _lines(texts, n: int, seed: int) -> list[str]:
@@ -238,12 +241,7 @@ def efficiency(profile: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="configs/<profile>.yaml")
-    ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(build_tokenizers(args.config, force=args.force))
+    stage_cli(build_tokenizers, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
