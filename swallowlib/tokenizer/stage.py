@@ -119,23 +119,19 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
 
     try:
         t = t0
-        ja_train = _split_texts(cfg.profile, "ja", "train")
-        en_train = _split_texts(cfg.profile, "en", "train")
+        ja_train_lines = _lines(_split_texts(cfg.profile, "ja", "train"), tc.max_train_lines, tc.seed)
+        ja_norm = "nfkc" if tc.ja_nfkc else "identity"
+        an = stage / "analysis"
         # 1. base tokenizer
         if tc.base == "llama2":
             base_model = base.build_llama2_tokenizer(stage / "base.model")
         else:
-            base_model = base.train_sentencepiece(
-                _lines(en_train, tc.max_train_lines, tc.seed), tc.base_vocab, stage / "base", seed=tc.seed
-            )
+            en_train_lines = _lines(_split_texts(cfg.profile, "en", "train"), tc.max_train_lines, tc.seed)
+            base_model = base.train_sentencepiece(en_train_lines, tc.base_vocab, stage / "base", seed=tc.seed)
         t = tick("base", t)
         # 2. Japanese tokenizer
         ja_model = base.train_sentencepiece(
-            _lines(ja_train, tc.max_train_lines, tc.seed),
-            tc.ja_vocab,
-            stage / "ja",
-            normalization="nfkc" if tc.ja_nfkc else "identity",
-            seed=tc.seed,
+            ja_train_lines, tc.ja_vocab, stage / "ja", normalization=ja_norm, seed=tc.seed
         )
         t = tick("ja", t)
         # 3. merge and export
@@ -146,14 +142,12 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         t = tick("merge+export", t)
         # 4. analysis tokenizers
         if tc.analysis_llama2:
-            an = stage / "analysis"
-            an.mkdir()
             llama = base.build_llama2_tokenizer(an / "llama2.model")
             ja16 = base.train_sentencepiece(
-                _lines(ja_train, tc.max_train_lines, tc.seed),
+                ja_train_lines,
                 tc.analysis_ja_vocab,
                 an / f"ja{tc.analysis_ja_vocab // 1000}k",
-                normalization="nfkc" if tc.ja_nfkc else "identity",
+                normalization=ja_norm,
                 seed=tc.seed,
             )
             name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
@@ -161,16 +155,14 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
             models["llama2"], models[name] = llama, an / f"{name}.model"
             t = tick("analysis-llama2", t)
         if tc.analysis_mistral:
-            (stage / "analysis").mkdir(exist_ok=True)
-            models["mistral-v1"] = base.mistral_v1_model(stage / "analysis" / "mistral-v1.model")
+            models["mistral-v1"] = base.mistral_v1_model(an / "mistral-v1.model")
             t = tick("analysis-mistral", t)
-        for v in merge_info.values():
-            v.pop("out", None)
         write_json_atomic(stage / "merge.json", merge_info)
 
         # 5. invariants on held-out text
         en_valid = _lines(_split_texts(cfg.profile, "en", "valid"), 3000, tc.seed)
         ja_test_docs = _sample_docs(_split_texts(cfg.profile, "ja", "test"), tc.eval_max_docs, tc.seed)
+        ja_lines = [ln for d in ja_test_docs for ln in d.splitlines() if ln.strip()]
         inv = {}
         for merged, base_name in [("expanded", "base")] + (
             [(n, "llama2") for n in models if n.startswith("llama2+")] if tc.analysis_llama2 else []
@@ -178,7 +170,6 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
             a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
             b = spm.SentencePieceProcessor(model_file=str(models[merged]))
             same = sum(a.encode(x) == b.encode(x) for x in en_valid)
-            ja_lines = [ln for d in ja_test_docs for ln in d.splitlines() if ln.strip()]
             round_trip = sum(b.decode(b.encode(x)) == x for x in ja_lines)
             inv[merged] = {
                 "english_lines_identical": same,
