@@ -16,13 +16,13 @@ import importlib.util
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from swallowlib import paths
+from swallowlib.provenance import peak_rss_mb
 
 BENCH_DIR = paths.ROOT / "benchmarks"
 
@@ -47,10 +47,9 @@ def _run_one(path: Path, fn_name: str) -> None:
     """Child process: run one benchmark function and print its rows (plus peak RSS) as JSON."""
     t0 = time.perf_counter()
     rows = getattr(_load(path), fn_name)()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = peak_rss_mb()
     for r in rows:
-        r.setdefault("peak_rss_mb", round(max(peak, kids), 1))
+        r.setdefault("peak_rss_mb", round(peak, 1))
     print("BENCH-JSON " + json.dumps({"rows": rows, "wall_s": round(time.perf_counter() - t0, 2)}))
 
 

@@ -82,6 +82,15 @@ def publish_dir(staged: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its finished children (e.g. datatrove workers), MB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
 def recorded_fingerprint(out_dir: Path) -> str | None:
     """The input fingerprint a finished stage recorded in ``<out_dir>/provenance.json`` (None if absent/unreadable)."""
     try:

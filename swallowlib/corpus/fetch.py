@@ -28,6 +28,7 @@ from pathlib import Path
 
 from swallowlib import paths
 from swallowlib.corpus.sources import Archive
+from swallowlib.provenance import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,7 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 def _record(path: Path) -> str:
     """Hash a freshly downloaded file and write its sidecar atomically."""
     digest = sha256_file(path)
-    tmp = path.with_name(path.name + ".sha256.tmp")
-    tmp.write_text(digest + "\n")
-    os.replace(tmp, path.with_name(path.name + ".sha256"))
+    write_text_atomic(path.with_name(path.name + ".sha256"), digest + "\n")
     return digest
 
 

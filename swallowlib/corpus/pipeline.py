@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import resource
 import shutil
 import sys
 import time
@@ -45,6 +44,7 @@ from swallowlib.corpus.records import Document, Pair
 from swallowlib.corpus.sources import CATALOGUE
 from swallowlib.provenance import (
     fingerprint,
+    peak_rss_mb,
     provenance,
     publish_dir,
     recorded_fingerprint,
@@ -139,13 +139,6 @@ def _to_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process and of its finished children (datatrove workers), MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -392,7 +385,7 @@ def _build(cfg: Config, stage: Path, work: Path, timer: _Timer, t_start: float) 
         card.write_cards(stage, cfg, manifest, report)
 
     report["timings_s"] = dict(timer.t, total=round(time.perf_counter() - t_start, 2))
-    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
     write_json_atomic(stage / "report.json", report)
     write_json_atomic(stage / "provenance.json", provenance(cfg, stage="corpus", fingerprint=corpus_fingerprint(cfg)))
 
