@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import orjson
 
 from swallowlib import paths
+from swallowlib.bench import PROFILE, row
 from swallowlib.config import ExecutorConfig, load_config
 from swallowlib.corpus import decontam, dedup, extract, filters, pipeline
 
-PROFILE = os.environ.get("SWALLOW_BENCH_PROFILE", "smoke")
 N_EVAL = 2000  # eval texts in the decontamination benchmark
 
 
@@ -42,18 +41,6 @@ def _texts(d: Path) -> list[str]:
     return out
 
 
-def _row(bench, variant, metric, value, unit, baseline=False):
-    return {
-        "benchmark": bench,
-        "variant": variant,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "baseline": baseline,
-        "profile": PROFILE,
-    }
-
-
 def bench_filters() -> list[dict]:
     """All Swallow rules on the raw Japanese smoke documents: a plain Python loop over the rule functions
     (baseline) vs the datatrove pipeline with 1 and 2 local workers (same rules, plus JSONL I/O)."""
@@ -66,7 +53,7 @@ def bench_filters() -> list[dict]:
     for t in texts:
         filters.rule_values(t, qcfg, "ja")
     rows.append(
-        _row(
+        row(
             "corpus.filters",
             "python loop, all rules",
             "chars/s",
@@ -88,7 +75,7 @@ def bench_filters() -> list[dict]:
                 ExecutorConfig(workers=workers, tasks=workers),
             )
             dt = time.perf_counter() - t0
-        rows.append(_row("corpus.filters", f"datatrove, {workers} worker(s)", "chars/s", chars / dt, "chars/s"))
+        rows.append(row("corpus.filters", f"datatrove, {workers} worker(s)", "chars/s", chars / dt, "chars/s"))
     return rows
 
 
@@ -107,7 +94,7 @@ def bench_dedup() -> list[dict]:
             )
             dt = time.perf_counter() - t0
         rows.append(
-            _row(
+            row(
                 "corpus.dedup",
                 f"datatrove minhash, {workers} worker(s)",
                 "chars/s",
@@ -146,8 +133,8 @@ def bench_decontam() -> list[dict]:
     missed = [e for e, n, g in zip(evals, naive, got, strict=True) if n and g is None]
     short = sum(1 for e in missed if len(decontam.normalise(e)) < cfg.min_chars)
     return [
-        _row("corpus.decontam", f"{len(evals)} eval texts vs {train_chars / 1e6:.1f}M training chars", "setup", 0, "-"),
-        _row(
+        row("corpus.decontam", f"{len(evals)} eval texts vs {train_chars / 1e6:.1f}M training chars", "setup", 0, "-"),
+        row(
             "corpus.decontam",
             "naive substring scan (exact only)",
             "eval texts/s",
@@ -155,10 +142,10 @@ def bench_decontam() -> list[dict]:
             "texts/s",
             baseline=True,
         ),
-        _row("corpus.decontam", "indexed exact + MinHash near", "eval texts/s", len(evals) / dt, "texts/s"),
-        _row("corpus.decontam", "indexed exact + MinHash near", "training chars/s", train_chars / dt, "chars/s"),
-        _row("corpus.decontam", f"naive-only hits, eval text < {cfg.min_chars} chars", "count", short, "texts"),
-        _row(
+        row("corpus.decontam", "indexed exact + MinHash near", "eval texts/s", len(evals) / dt, "texts/s"),
+        row("corpus.decontam", "indexed exact + MinHash near", "training chars/s", train_chars / dt, "chars/s"),
+        row("corpus.decontam", f"naive-only hits, eval text < {cfg.min_chars} chars", "count", short, "texts"),
+        row(
             "corpus.decontam",
             f"naive-only hits, eval text >= {cfg.min_chars} chars",
             "count",
@@ -183,7 +170,7 @@ def bench_extract() -> list[dict]:
     t0 = time.perf_counter()
     n = sum(len(extract.strip_roff(s)) for s in srcs)
     rows.append(
-        _row(
+        row(
             "corpus.extract",
             "python roff stripper",
             "pages/s",
@@ -195,8 +182,8 @@ def bench_extract() -> list[dict]:
     t0 = time.perf_counter()
     n = sum(len(extract.render_roff(s)) for s in srcs)
     dt = time.perf_counter() - t0
-    rows.append(_row("corpus.extract", "groff render", "pages/s", len(srcs) / dt, "pages/s"))
-    rows.append(_row("corpus.extract", "groff render", "output chars/s", n / dt, "chars/s"))
+    rows.append(row("corpus.extract", "groff render", "pages/s", len(srcs) / dt, "pages/s"))
+    rows.append(row("corpus.extract", "groff render", "output chars/s", n / dt, "chars/s"))
     del cfg
     return rows
 
@@ -209,11 +196,11 @@ def bench_stage() -> list[dict]:
         if not p.is_file():
             continue
         r = json.loads(p.read_text())
-        rows.append(_row("corpus.stage", profile, "wall time", r["timings_s"]["total"], "s"))
-        rows.append(_row("corpus.stage", profile, "peak RSS", r["peak_rss_mb"], "MB"))
+        rows.append(row("corpus.stage", profile, "wall time", r["timings_s"]["total"], "s"))
+        rows.append(row("corpus.stage", profile, "peak RSS", r["peak_rss_mb"], "MB"))
         ja = r["sizes"]["ja"]
         rows.append(
-            _row(
+            row(
                 "corpus.stage",
                 profile,
                 "JA chars kept",

@@ -27,6 +27,18 @@ from swallowlib.provenance import peak_rss_mb
 BENCH_DIR = paths.ROOT / "benchmarks"
 
 
+#: The profile whose data a benchmark reads (``--profile``; set for the child processes).
+PROFILE = os.environ.get("SWALLOW_BENCH_PROFILE", "smoke")
+
+
+def row(bench: str, variant: str, metric: str, value: float, unit: str, baseline: bool = False) -> dict:
+    """One result row; ``baseline`` marks the variant the others are divided by (same benchmark and metric)."""
+    return {
+        "benchmark": bench, "variant": variant, "metric": metric, "value": value, "unit": unit,
+        "baseline": baseline, "profile": PROFILE,
+    }
+
+
 def _load(module_path: Path):
     spec = importlib.util.spec_from_file_location(module_path.stem, module_path)
     mod = importlib.util.module_from_spec(spec)

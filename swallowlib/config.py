@@ -180,9 +180,111 @@ class TokenizerConfig:
     analysis_ja_vocab: int = 16_000  # the paper's Japanese tokenizer size, for the Llama 2 analysis merge
     analysis_mistral: bool = True  # Mistral v1 (from mistral-common) in the efficiency comparison
     coverage: bool = True  # every kana and the jōyō kanji (KANJIDIC2 in jamdict-data) as single pieces of expanded
+    # Beyond the paper: also expand by continued BPE on the base's own segmentation (reachable pieces only), at the
+    # same number of added pieces as the naive merge, and compare the two (swallowlib/tokenizer/continued.py).
+    continued: bool = True
     out_of_domain: bool = True  # measure on Japanese from other domains (literature, a tutorial, an essay)
     eval_max_docs: int = 400  # held-out documents per domain in the efficiency table
     seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stage 04: training (the engine in swallowlib/train; also trains the tiny English base for stage 03)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The Llama a ``scratch`` run builds: tiny sizes for CPU profiles, or the architecture of ``pretrained``.
+
+    With ``pretrained`` set (an HF directory or Hub id; GPU profiles), the sizes below are ignored and a scratch
+    run takes that model's architecture with fresh weights; runs that start from it name it in ``init``.
+    """
+
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int | None = None  # None: = num_heads (multi-head attention, as Llama 2 7B)
+    intermediate_size: int = 688  # SwiGLU width, ~8/3 x hidden as in Llama
+    max_position_embeddings: int = 2048  # must be >= train.seq_len
+    tie_word_embeddings: bool = False  # Llama 2 / Swallow: untied input and output embeddings
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with decoupled weight decay on matrices only, and a cosine schedule with warm-up to a floor (DESIGN §2)."""
+
+    lr: float = 1e-4  # peak learning rate
+    min_lr_ratio: float = 0.033  # floor = lr x this (Swallow 7B: 1e-4 -> 3.3e-6)
+    warmup_steps: int = 1000  # linear warm-up, optimizer steps
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # max global gradient L2 norm; 0 disables clipping
+
+
+@dataclass(frozen=True)
+class PeftConfig:
+    """LoRA on the projection matrices plus trainable embedding/LM-head rows for the new vocabulary only."""
+
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    train_new_rows: bool = True  # rows >= the base tokenizer's size in embed_tokens and lm_head are trained
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of the experiment matrix (DESIGN §3).
+
+    ``init``: ``scratch`` (random weights, train.model sizes), ``run:<name>`` (the final weights of another run),
+    ``init:<method>`` (``runs/<profile>/embedding_init/<method>``, written by stage 03), or an HF directory / Hub id.
+    ``mix``: token ratios of the sources ``ja``, ``en`` and ``parallel``; they must sum to 1.
+    The optional keys override the shared ``train`` settings for this run.
+    """
+
+    tokens: int  # token budget (training tokens, all processes together)
+    init: str = "scratch"
+    tokenizer: Literal["base", "expanded"] = "base"
+    mix: dict[str, float] = field(default_factory=lambda: {"ja": 0.9, "en": 0.1})
+    lr: float | None = None
+    min_lr_ratio: float | None = None
+    warmup_steps: int | None = None
+    peft: bool = False
+    embedding_warmup_steps: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage 04: shared training settings and the runs of the experiment matrix."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seq_len: int = 256  # tokens per training sequence (packed, no padding)
+    micro_batch_size: int = 8  # sequences per process per forward/backward
+    grad_accum: int = 1  # micro-batches per optimizer step; global batch = micro x accum x processes
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp32 on CPU, bf16 (autocast) on GPU
+    compile: bool = False  # torch.compile the forward + loss
+    checkpoint_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # of the token budget
+    save_every_steps: int = 100  # periodic resume checkpoint, optimizer steps
+    keep_last: int = 2  # periodic checkpoints kept (milestones are always kept)
+    log_every_steps: int = 10
+    eval_sequences: int = 16  # validation sequences per source, scored at every milestone; 0 disables
+    num_proc: int = 2  # processes for the `datasets` tokenisation
+    # Each parallel pair becomes one document per template, so both translation directions are seen.
+    parallel_template: list[str] = field(
+        default_factory=lambda: ["English: {en}\nJapanese: {ja}", "Japanese: {ja}\nEnglish: {en}"]
+    )
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    embedding_warmup_steps: int = 0  # first N optimizer steps train only embed_tokens and lm_head
+    runs: dict[str, RunConfig] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,6 +298,7 @@ class Config:
     profile: str
     corpus: CorpusConfig
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
     path: str = ""  # filled in by load_config: the file it came from
@@ -319,6 +422,87 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for name in ("base_vocab", "ja_vocab", "pad_to", "max_train_lines", "analysis_ja_vocab", "eval_max_docs"):
             if getattr(obj, name) < 1:
                 fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+    elif isinstance(obj, ModelConfig):
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+            if getattr(obj, name) < 1:
+                fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+        if obj.hidden_size % obj.num_heads:
+            fail("num_heads", f"must divide hidden_size ({obj.hidden_size}), got {obj.num_heads}")
+        kv = obj.num_kv_heads
+        if kv is not None and (kv < 1 or obj.num_heads % kv):
+            fail("num_kv_heads", f"must be >= 1 and divide num_heads ({obj.num_heads}), got {kv}")
+        if obj.rms_norm_eps <= 0 or obj.rope_theta <= 0:
+            fail("rms_norm_eps", "rms_norm_eps and rope_theta must be > 0")
+    elif isinstance(obj, OptimizerConfig):
+        if obj.lr <= 0:
+            fail("lr", f"expected > 0, got {obj.lr}")
+        if not 0.0 <= obj.min_lr_ratio <= 1.0:
+            fail("min_lr_ratio", f"expected a fraction in [0, 1], got {obj.min_lr_ratio}")
+        if obj.warmup_steps < 0:
+            fail("warmup_steps", f"expected >= 0, got {obj.warmup_steps}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(obj, name) < 1.0:
+                fail(name, f"expected a value in [0, 1), got {getattr(obj, name)}")
+        for name in ("eps", "weight_decay", "grad_clip"):
+            if getattr(obj, name) < 0:
+                fail(name, f"expected >= 0, got {getattr(obj, name)}")
+    elif isinstance(obj, PeftConfig):
+        if obj.r < 1 or obj.alpha <= 0:
+            fail("r", f"expected r >= 1 and alpha > 0, got r={obj.r}, alpha={obj.alpha}")
+        if not 0.0 <= obj.dropout < 1.0:
+            fail("dropout", f"expected a value in [0, 1), got {obj.dropout}")
+        if not obj.target_modules:
+            fail("target_modules", "expected at least one module name (e.g. q_proj)")
+    elif isinstance(obj, RunConfig):
+        if obj.tokens < 1:
+            fail("tokens", f"expected a positive token budget, got {obj.tokens}")
+        for src, ratio in obj.mix.items():
+            if src not in ("ja", "en", "parallel"):
+                fail(f"mix.{src}", "unknown source (expected ja, en or parallel)")
+            if not 0.0 <= ratio <= 1.0:
+                fail(f"mix.{src}", f"expected a token ratio in [0, 1], got {ratio}")
+        if abs(sum(obj.mix.values()) - 1.0) > 1e-6:
+            fail("mix", f"token ratios must sum to 1, got {sum(obj.mix.values()):g}")
+        if obj.init.startswith(("run:", "init:")) and not obj.init.split(":", 1)[1]:
+            fail("init", f"expected a name after {obj.init!r}")
+        if obj.init == "":
+            fail("init", "expected scratch, run:<name>, init:<method> or an HF directory / Hub id")
+        if obj.peft and obj.init == "scratch":
+            fail("peft", "LoRA adapts a trained model: a scratch run cannot use peft")
+        if obj.lr is not None and obj.lr <= 0:
+            fail("lr", f"expected > 0, got {obj.lr}")
+        if obj.min_lr_ratio is not None and not 0.0 <= obj.min_lr_ratio <= 1.0:
+            fail("min_lr_ratio", f"expected a fraction in [0, 1], got {obj.min_lr_ratio}")
+        for name in ("warmup_steps", "embedding_warmup_steps"):
+            if getattr(obj, name) is not None and getattr(obj, name) < 0:
+                fail(name, f"expected >= 0, got {getattr(obj, name)}")
+    elif isinstance(obj, TrainConfig):
+        for name in ("seq_len", "micro_batch_size", "grad_accum", "save_every_steps", "keep_last", "log_every_steps",
+                     "num_proc"):
+            if getattr(obj, name) < 1:
+                fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+        for name in ("eval_sequences", "embedding_warmup_steps"):
+            if getattr(obj, name) < 0:
+                fail(name, f"expected >= 0, got {getattr(obj, name)}")
+        if obj.model.pretrained is None and obj.seq_len > obj.model.max_position_embeddings:
+            fail("seq_len", f"exceeds model.max_position_embeddings ({obj.model.max_position_embeddings})")
+        fr = obj.checkpoint_fractions
+        if not fr or any(not 0.0 < f <= 1.0 for f in fr) or sorted(set(fr)) != fr:
+            fail("checkpoint_fractions", f"expected increasing fractions in (0, 1], got {fr}")
+        for i, t in enumerate(obj.parallel_template):
+            if "{en}" not in t or "{ja}" not in t:
+                fail(f"parallel_template[{i}]", f"expected both {{en}} and {{ja}} placeholders, got {t!r}")
+            try:
+                t.format(en="", ja="")
+            except (KeyError, IndexError, ValueError) as e:
+                fail(f"parallel_template[{i}]", f"not a valid template ({e}); only {{en}} and {{ja}} are filled in")
+        for name, run in obj.runs.items():
+            if run.init.startswith("run:"):
+                other = run.init[4:]
+                if other not in obj.runs:
+                    fail(f"runs.{name}.init", f"no run named {other!r} (known: {', '.join(obj.runs)})")
+                if other == name:
+                    fail(f"runs.{name}.init", "a run cannot start from itself")
     elif isinstance(obj, ExecutorConfig):
         if obj.workers < 1 or obj.tasks < 1:
             fail("workers", "workers and tasks must be >= 1")

@@ -25,8 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
@@ -212,34 +211,6 @@ def check_equivalence(model_file: Path, hf_dir: Path, texts: Iterable[str], *, m
                 {"text": text[:200], "spm": a[:40], "hf": b[:40], "spm_decode": da[:200], "hf_decode": db[:200]}
             )
     return {"texts": len(texts), "id_mismatches": id_bad, "decode_mismatches": dec_bad, "examples": examples}
-
-
-def throughput(model_file: Path, hf_dir: Path, texts: Sequence[str], *, batch_size: int = 1000) -> dict:
-    """Characters per second of batched encoding: the HF fast tokenizer vs SentencePiece, same texts, same batches.
-
-    ``tokenizers`` parallelises a batch over all cores; SentencePiece's batch API is timed with its defaults.
-    Each is timed on one pass after a warm-up.
-    """
-    sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    hf = load_hf(hf_dir)
-    chars = sum(len(t) for t in texts)
-    batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    out = {"texts": len(texts), "chars": chars, "cpus": os.cpu_count()}
-    fast = hf.backend_tokenizer
-    runs = (
-        ("spm", lambda b: sp.encode(b, add_bos=True)),
-        ("hf", lambda b: hf(b)["input_ids"]),  # transformers' call: also computes offsets and attention masks
-        ("hf_fast", lambda b: [e.ids for e in fast.encode_batch_fast(b)]),  # the same tokenizer, no offsets
-    )
-    for name, fn in runs:
-        fn(batches[0][:10])  # warm-up
-        t0 = time.perf_counter()
-        for b in batches:
-            fn(b)
-        dt = time.perf_counter() - t0
-        out[f"{name}_s"] = dt
-        out[f"{name}_chars_per_s"] = chars / dt if dt else float("inf")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ def merge_table(profile: str) -> pd.DataFrame:
     m = json.loads((stage.tokenizer_dir(profile) / "merge.json").read_text())
     rows = []
     for name, r in m.items():
+        if "skipped" not in r:  # a continued-BPE expansion: see expansion_comparison
+            continue
         row = {
             "merged tokenizer": name,
             "base pieces": r["base_size"],
@@ -31,6 +33,37 @@ def merge_table(profile: str) -> pd.DataFrame:
         row["coverage characters added"] = r.get("coverage", {}).get("added", 0)
         row.update({"padding": r["padding"], "final size": r["final_size"], "multiple of 8": r["multiple_ok"]})
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def expansion_comparison(profile: str) -> pd.DataFrame:
+    """Naive merge vs continued BPE at the same number of added pieces: tokens per Japanese held-out domain.
+
+    ``continued / naive`` below 1 means the reachable-only method needs fewer tokens for the same text.
+    """
+    d = stage.tokenizer_dir(profile)
+    rep = json.loads((d / "report.json").read_text())
+    merges = json.loads((d / "merge.json").read_text())
+    eff = stage.efficiency(profile)
+    eff = eff[eff["lang"] == "ja"]
+    rows = []
+    for cont, naive in rep.get("naive_of", {}).items():
+        m = merges[cont]
+        a = eff[eff["tokenizer"] == naive].set_index("domain")["tokens"]
+        b = eff[eff["tokenizer"] == cont].set_index("domain")["tokens"]
+        for dom in a.index:
+            rows.append(
+                {
+                    "naive merge": naive,
+                    "continued BPE": cont,
+                    "added pieces (each)": m["added"],
+                    "of which characters / merges": f"{m['added_chars']} / {m['added_merges']}",
+                    "domain": dom,
+                    "tokens, naive": int(a[dom]),
+                    "tokens, continued": int(b[dom]),
+                    "continued / naive": round(b[dom] / a[dom], 3),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -8,7 +8,10 @@ Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage fin
   the English training split; llama2: Llama 2's exact ``tokenizer.model``), as an HF directory;
 - ``ja.model`` — the Japanese SentencePiece (NFKC as configured) trained on the Japanese training split;
 - ``expanded/`` — base + the Japanese pieces the base lacks (Swallow-style merge, padded), as an HF directory;
-- ``analysis/`` — Llama 2, Llama 2 + a 16k Japanese tokenizer (the paper's setting) and Mistral v1, when configured;
+- ``expanded-continued.model`` — beyond the paper: the same number of new pieces learned by continued BPE on the base's
+  own segmentation (reachable by construction; :mod:`swallowlib.tokenizer.continued`), when configured;
+- ``analysis/`` — Llama 2, Llama 2 + a 16k Japanese tokenizer (the paper's setting), its continued-BPE counterpart of
+  the same size, and Mistral v1, when configured;
 - ``merge.json`` (what the merges added and skipped), ``invariants.json`` (English identical, round trips, HF = SPM),
   ``efficiency.csv`` (characters/token, bytes/token, tokens per MeCab word, byte-fallback share, ratios to the base,
   per tokenizer and held-out domain), ``report.json`` (timings), ``provenance.json``.
@@ -37,7 +40,7 @@ from swallowlib.provenance import (
     write_json_atomic,
     write_text_atomic,
 )
-from swallowlib.tokenizer import base, coverage, export, merge, metrics
+from swallowlib.tokenizer import base, continued, coverage, export, merge, metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,14 @@ def _expand(base_model: Path, ja_model: Path, out: Path, pad_to: int, with_cover
     return info
 
 
+def _continued(base_model: Path, lines: list[str], out: Path, like: dict, pad_to: int, with_coverage: bool) -> dict:
+    """The continued-BPE counterpart of a naive expansion ``like`` (its record): the same number of added pieces."""
+    n = like["added"] + like.get("coverage", {}).get("added", 0)
+    forced = coverage.coverage_characters() if with_coverage else ()
+    rep = continued.extend_model(base_model, lines, out, n, forced_chars=forced, pad_to=pad_to)
+    return rep.summary()
+
+
 def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
     """Run stage 02 for a config (or profile name); return ``runs/<profile>/tokenizer``."""
     if not isinstance(cfg, Config):
@@ -139,7 +150,17 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         export.export_hf(base_model, stage / "base")
         export.export_hf(stage / "expanded.model", stage / "expanded")
         models = {"base": base_model, "expanded": stage / "expanded.model"}
+        expansion_of = {"expanded": "base"}  # each expanded tokenizer -> the base it extends
+        naive_of: dict[str, str] = {}  # each continued-BPE tokenizer -> the naive merge of the same size
         t = tick("merge+export", t)
+        if tc.continued:
+            merge_info["expanded-continued"] = _continued(
+                base_model, ja_train_lines, stage / "expanded-continued.model", merge_info["expanded"], tc.pad_to,
+                tc.coverage,
+            )
+            models["expanded-continued"] = stage / "expanded-continued.model"
+            expansion_of["expanded-continued"], naive_of["expanded-continued"] = "base", "expanded"
+            t = tick("continued", t)
         # 4. analysis tokenizers
         if tc.analysis_llama2:
             llama = base.build_llama2_tokenizer(an / "llama2.model")
@@ -153,6 +174,13 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
             name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
             merge_info[name] = _expand(llama, ja16, an / f"{name}.model", tc.pad_to, tc.coverage)
             models["llama2"], models[name] = llama, an / f"{name}.model"
+            expansion_of[name] = "llama2"
+            if tc.continued:
+                merge_info["llama2+continued"] = _continued(
+                    llama, ja_train_lines, an / "llama2+continued.model", merge_info[name], tc.pad_to, tc.coverage
+                )
+                models["llama2+continued"] = an / "llama2+continued.model"
+                expansion_of["llama2+continued"], naive_of["llama2+continued"] = "llama2", name
             t = tick("analysis-llama2", t)
         if tc.analysis_mistral:
             models["mistral-v1"] = base.mistral_v1_model(an / "mistral-v1.model")
@@ -164,9 +192,7 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         ja_test_docs = _sample_docs(_split_texts(cfg.profile, "ja", "test"), tc.eval_max_docs, tc.seed)
         ja_lines = [ln for d in ja_test_docs for ln in d.splitlines() if ln.strip()]
         inv = {}
-        for merged, base_name in [("expanded", "base")] + (
-            [(n, "llama2") for n in models if n.startswith("llama2+")] if tc.analysis_llama2 else []
-        ):
+        for merged, base_name in expansion_of.items():
             a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
             b = spm.SentencePieceProcessor(model_file=str(models[merged]))
             same = sum(a.encode(x) == b.encode(x) for x in en_valid)
@@ -213,7 +239,10 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
     timings["total"] = round(time.perf_counter() - t0, 2)
     # Model paths are recorded relative to the stage directory, so they stay valid after the swap below.
     rel_models = {k: str(Path(v).relative_to(stage)) for k, v in models.items()}
-    write_json_atomic(stage / "report.json", {"timings_s": timings, "models": rel_models})
+    write_json_atomic(
+        stage / "report.json",
+        {"timings_s": timings, "models": rel_models, "expansion_of": expansion_of, "naive_of": naive_of},
+    )
     write_json_atomic(stage / "provenance.json", provenance(cfg, stage="tokenizer", fingerprint=_fingerprint(cfg)))
     publish_dir(stage, out)
     log.info("tokenizer: wrote %s in %.0f s", out, timings["total"])
