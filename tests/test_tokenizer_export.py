@@ -42,6 +42,7 @@ EDGE = [
     "鬱蒼とした森 rare kanji",
     "a",
     "。",
+    "<s> literal specials </s> <unk> in text<s>",  # text for SentencePiece, so for the export too
 ]
 
 

@@ -11,7 +11,8 @@ differs from SentencePiece. So ``tokenizer.json`` is built here explicitly with 
 * decoder: ``▁`` -> space, byte fallback, fuse, strip the dummy-prefix space;
 * post-processor: ``<s> $A`` (BOS, as Llama does).
 
-``tokenizer_config.json`` names the generic ``PreTrainedTokenizerFast`` so ``AutoTokenizer`` loads this file as is.
+``tokenizer_config.json`` names the generic ``PreTrainedTokenizerFast`` so ``AutoTokenizer`` loads this file as is, with
+``split_special_tokens`` so that a literal ``<s>`` in the text is text, as in SentencePiece.
 
     python -m swallowlib.tokenizer.export MODEL.model OUT_DIR [TEXT_FILE]   # export, then check on TEXT_FILE lines
 """
@@ -164,6 +165,9 @@ def export_hf(model_file: Path, out_dir: Path, *, model_max_length: int | None =
         **names,
         # The post-processor adds BOS; decoding must not "clean up" spaces, or it would differ from SentencePiece.
         "clean_up_tokenization_spaces": False,
+        # SentencePiece reads a literal "<s>" or "</s>" in the input as text; so must we (also a safety property:
+        # text from a document cannot inject an end-of-sequence). transformers applies this to the Rust backend.
+        "split_special_tokens": True,
         "model_max_length": model_max_length or int(1e30),
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
