@@ -29,11 +29,13 @@ PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar -k $(KERNEL) --
 CORE_CODE := swallowlib/__init__.py swallowlib/config.py swallowlib/paths.py swallowlib/provenance.py
 CORPUS_CODE := $(CORE_CODE) $(wildcard swallowlib/corpus/*.py)
 TOKENIZER_CODE := $(CORE_CODE) $(wildcard swallowlib/tokenizer/*.py)
+TRAIN_CODE := $(CORE_CODE) $(wildcard swallowlib/train/*.py) $(wildcard configs/accelerate/*.yaml)
+EMBED_CODE := $(TRAIN_CODE) $(wildcard swallowlib/embedding_init/*.py)
 
-.PHONY: help venv reproduce smoke corpus tokenizer test lint bench lab report clean-runs
+.PHONY: help venv reproduce smoke corpus tokenizer embedding-init pretrain test lint bench lab report gpu-check clean-runs
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}'
 	@echo "  PROFILE=$(PROFILE) (configs/*.yaml: $(notdir $(basename $(wildcard configs/*.yaml))))"
 
 # --- environment ------------------------------------------------------------------------------------------------
@@ -59,7 +61,19 @@ $(NB_OUT)/02_tokenizer.ipynb: notebooks/02_tokenizer.ipynb $(CONFIG) $(TOKENIZER
 
 tokenizer: corpus $(NB_OUT)/02_tokenizer.ipynb ## stage 02: base + Japanese tokenizers, merge, HF export, efficiency
 
-reproduce: corpus tokenizer ## run every notebook of PROFILE through papermill (skips what is up to date)
+$(NB_OUT)/03_embedding_init.ipynb: notebooks/03_embedding_init.ipynb $(CONFIG) $(EMBED_CODE) $(NB_OUT)/02_tokenizer.ipynb | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+embedding-init: tokenizer $(NB_OUT)/03_embedding_init.ipynb ## stage 03: base model, resize, init methods compared
+
+$(NB_OUT)/04_pretrain.ipynb: notebooks/04_pretrain.ipynb $(CONFIG) $(TRAIN_CODE) $(NB_OUT)/03_embedding_init.ipynb | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+pretrain: embedding-init $(NB_OUT)/04_pretrain.ipynb ## stage 04: the continual pre-training runs (subprocesses)
+
+reproduce: corpus tokenizer embedding-init pretrain ## run every notebook of PROFILE through papermill (skips what is up to date)
 	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/"
 
 smoke: ## the smoke profile end to end (what CI runs)
@@ -77,6 +91,9 @@ lint: $(ENV_STAMP) ## ruff
 
 bench: $(ENV_STAMP) ## every benchmark on PROFILE's data, one table (never part of `make test`)
 	$(PY) -m swallowlib.bench --profile $(PROFILE)
+
+gpu-check: ## on a CUDA machine: short bf16 run of a ~100M Llama, tokens/s + MFU, resume (needs no venv, no data)
+	$(if $(wildcard $(PY)),$(PY),python3) -m swallowlib.train.gpu_check
 
 lab: $(ENV_STAMP) ## JupyterLab on the notebooks with the project kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -7,6 +7,7 @@ other variant is reported as a ratio to it.
 
     python -m swallowlib.bench                 # all
     python -m swallowlib.bench corpus.decontam # one (module suffix . function name without ``bench_``)
+    python -m swallowlib.bench train           # every benchmark of one stage
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         _run_one(Path(args.one[0]), args.one[1])
         return
     found = discover()
-    names = args.names or list(found)
-    unknown = [n for n in names if n not in found]
+    # A stage name selects all of its benchmarks: `tokenizer` = every `tokenizer.*`.
+    names = [m for n in args.names for m in (found if n not in found else [n]) if m == n or m.startswith(n + ".")]
+    names = names or ([] if args.names else list(found))
+    unknown = [n for n in args.names if n not in found and not any(m.startswith(n + ".") for m in found)]
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(found)})")
     rows: list[dict] = []

@@ -14,6 +14,7 @@ raises :class:`ConfigError` with one line naming the file and the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -189,6 +190,40 @@ class TokenizerConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Stage 03: embedding init
+
+
+@dataclass(frozen=True)
+class FocusConfig:
+    """The FOCUS-style method's auxiliary embedding space (PPMI-SVD over the expanded tokenizer's Japanese tokens)."""
+
+    dim: int = 64  # dimensions of the auxiliary vectors
+    window: int = 4  # co-occurrence window, tokens each side
+    min_count: int = 3  # occurrences a token needs to get an auxiliary vector
+    temperature: float = 0.1  # sparsemax(cosine / temperature)
+    max_lines: int = 100_000  # Japanese training lines (seeded sample) the space is trained on
+
+
+@dataclass(frozen=True)
+class EmbeddingInitConfig:
+    """Stage 03: the base model, the resize to the expanded vocabulary, and the init methods compared."""
+
+    base_run: str = "base"  # CPU profiles: the train run pre-training the base (GPU: train.model.pretrained)
+    methods: list[Literal["mean-of-pieces", "hf-mean", "random", "focus"]] = field(
+        default_factory=lambda: ["mean-of-pieces", "hf-mean", "random", "focus"]
+    )
+    seeds: list[int] = field(default_factory=lambda: [0, 1])  # init seeds = data-order seeds of the short CPT (paired)
+    eval_max_docs: int = 100  # held-out documents per language for bits per character
+    eval_max_chars: int = 200_000  # … and at most this many characters per language
+    short_cpt_tokens: int = 60_000  # tokens of the short CPT per method and seed (0: step 0 only)
+    examples: int = 8  # new tokens shown with the base pieces they were averaged from
+    prompts: list[str] = field(
+        default_factory=lambda: ["The kernel", "To install the package,", "In this chapter we"]
+    )  # greedy continuations of the base model, to show it is a language model
+    focus: FocusConfig = field(default_factory=FocusConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Stage 04: training (the engine in swallowlib/train; also trains the tiny English base for stage 03)
 
 
@@ -298,6 +333,7 @@ class Config:
     profile: str
     corpus: CorpusConfig
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    embedding_init: EmbeddingInitConfig = field(default_factory=EmbeddingInitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
@@ -456,11 +492,11 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
     elif isinstance(obj, RunConfig):
         if obj.tokens < 1:
             fail("tokens", f"expected a positive token budget, got {obj.tokens}")
-        for src, ratio in obj.mix.items():
-            if src not in ("ja", "en", "parallel"):
-                fail(f"mix.{src}", "unknown source (expected ja, en or parallel)")
+        for source, ratio in obj.mix.items():
+            if source not in ("ja", "en", "parallel"):
+                fail(f"mix.{source}", "unknown source (expected ja, en or parallel)")
             if not 0.0 <= ratio <= 1.0:
-                fail(f"mix.{src}", f"expected a token ratio in [0, 1], got {ratio}")
+                fail(f"mix.{source}", f"expected a token ratio in [0, 1], got {ratio}")
         if abs(sum(obj.mix.values()) - 1.0) > 1e-6:
             fail("mix", f"token ratios must sum to 1, got {sum(obj.mix.values()):g}")
         if obj.init.startswith(("run:", "init:")) and not obj.init.split(":", 1)[1]:
@@ -497,6 +533,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
             except (KeyError, IndexError, ValueError) as e:
                 fail(f"parallel_template[{i}]", f"not a valid template ({e}); only {{en}} and {{ja}} are filled in")
         for name, run in obj.runs.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+                fail(f"runs.{name}", "a run name is letters, digits, '.', '_' or '-' and starts with a letter or digit")
             if run.init.startswith("run:"):
                 other = run.init[4:]
                 if other not in obj.runs:

@@ -51,3 +51,28 @@ def executed_notebooks_dir(profile: str) -> Path:
 def figures_dir(profile: str) -> Path:
     """Committed figures of a profile (``figures/<profile>/``)."""
     return FIGURES / profile
+
+
+def embedding_init_dir(profile: str) -> Path:
+    """Stage 03 outputs: one resized HF model directory per initialisation method (``<dir>/<method>/``)."""
+    return run_dir(profile) / "embedding_init"
+
+
+def train_dir(profile: str) -> Path:
+    """Stage 04 outputs: one directory per training run, plus the shared tokenised-data cache."""
+    return run_dir(profile) / "train"
+
+
+def run_out_dir(profile: str, run: str) -> Path:
+    """``runs/<profile>/train/<run>/``: a run's checkpoints, milestones, final model, metrics and provenance."""
+    return train_dir(profile) / run
+
+
+def token_cache_dir(profile: str) -> Path:
+    """Tokenised, packed training data, shared by the runs of a profile (keyed by tokenizer + corpus fingerprint)."""
+    return train_dir(profile) / "_cache"
+
+
+def machine_dir() -> Path:
+    """Facts measured once about this machine (e.g. its fp32 matmul peak for MFU), shared by all profiles."""
+    return RUNS / "_machine"

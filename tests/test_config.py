@@ -77,6 +77,22 @@ def _base() -> dict:
             "corpus.hub",
             "offline",
         ),
+        (lambda d: d["train"].update(precision="fp16"), "train.precision", "one of"),
+        (lambda d: d["train"].update(bogus=1), "train.bogus", "unknown key"),
+        (lambda d: d["train"]["model"].update(num_heads=3), "train.model.num_heads", "must divide"),
+        (lambda d: d["train"].update(seq_len=4096), "train.seq_len", "max_position_embeddings"),
+        (lambda d: d["train"].update(checkpoint_fractions=[0.5, 0.25]), "train.checkpoint_fractions", "increasing"),
+        (lambda d: d["train"].update(parallel_template=["EN {en}"]), "train.parallel_template[0]", "{ja}"),
+        (lambda d: d["train"]["optimizer"].update(min_lr_ratio=2), "train.optimizer.min_lr_ratio", "fraction"),
+        (lambda d: d["train"]["runs"]["base"].update(mix={"en": 0.5}), "train.runs.base.mix", "sum to 1"),
+        (lambda d: d["train"]["runs"]["base"].update(mix={"fr": 1.0}), "train.runs.base.mix.fr", "unknown source"),
+        (lambda d: d["train"]["runs"]["base"].update(tokens=0), "train.runs.base.tokens", "positive"),
+        (lambda d: d["train"]["runs"]["base"].update(tokenizer="ja"), "train.runs.base.tokenizer", "one of"),
+        (lambda d: d["train"]["runs"]["base"].update(peft=True), "train.runs.base.peft", "scratch"),
+        (lambda d: d["train"]["runs"]["base"].update(lr="fast"), "train.runs.base.lr", "expected"),
+        (lambda d: d["train"]["runs"]["cpt-nve"].update(init="run:bse"), "train.runs.cpt-nve.init", "no run named"),
+        (lambda d: d["train"]["runs"]["base"].update(init="run:base"), "train.runs.base.init", "from itself"),
+        (lambda d: d["train"]["runs"].update({"_cache": {"tokens": 1}}), "train.runs._cache", "run name"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, mutate, key, words):
@@ -88,6 +104,24 @@ def test_bad_values_name_the_key(tmp_path, mutate, key, words):
     assert "\n" not in msg
     assert str(tmp_path / "x.yaml") in msg
     assert key in msg and words in msg
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny"])
+def test_train_section(profile):
+    """Both profiles define the whole experiment matrix of DESIGN §3 with the paper's optimiser shape (the init-*
+    runs are stage 03's paired comparison runs, derived from the embedding_init section)."""
+    cfg = load_config(profile)
+    t = cfg.train
+    assert set(t.runs) == {"base", "cpt-nve", "scratch-ve", "cpt-ve", "cpt-ve-para"}
+    assert set(cfg.embedding_init.methods) == {"mean-of-pieces", "hf-mean", "random", "focus"}
+    assert len(cfg.embedding_init.seeds) >= 2 and cfg.embedding_init.short_cpt_tokens > 0
+    assert t.runs["base"].init == "scratch" and t.runs["base"].mix == {"en": 1.0}
+    assert t.runs["cpt-nve"].init == "run:base" and t.runs["cpt-nve"].tokenizer == "base"
+    assert t.runs["cpt-ve"].init.startswith("init:") and t.runs["cpt-ve"].mix == {"ja": 0.9, "en": 0.1}
+    assert set(t.runs["cpt-ve-para"].mix) == {"ja", "en", "parallel"}
+    o = t.optimizer
+    assert (o.beta1, o.beta2, o.eps, o.weight_decay, o.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)
+    assert t.model.tie_word_embeddings is False and t.checkpoint_fractions[-1] == 1.0
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

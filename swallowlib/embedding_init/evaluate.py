@@ -26,7 +26,7 @@ def _windows(ids: list[int], seq_len: int) -> list[list[int]]:
     return [ids[s : s + seq_len] for s in range(0, max(len(ids) - 1, 1), step)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def bits_per_char(
     model, tokenizer, texts: Sequence[str], *, seq_len: int = 256, batch_size: int = 8, device: str | None = None
 ) -> dict:

@@ -1,0 +1,194 @@
+"""Stage 04 benchmarks: training throughput of the engine against a plain transformers loop on the profile's model
+shape (tiny: d=256, 4 layers, seq 256, batch 8), measured side by side in one process; MFU against this machine's
+measured fp32 matmul peak; memory growth over steps; and the recorded metrics of the profile's finished runs.
+
+The baseline is what a plain loop does: ``model(input_ids, labels=input_ids)`` (transformers shifts the labels and
+computes the loss), ``torch.optim.AdamW`` with its default (per-tensor, non-fused on CPU) implementation, the same
+hyper-parameters, clipping and LR schedule, on the same packed batches. The engine variants run
+:meth:`swallowlib.train.engine.Trainer.step` — the very step of every training run — eager and with
+``torch.compile``. Variants alternate in short rounds so that load from other processes hits them all alike.
+
+Tokens are the profile's real English training split (tokenised into the shared cache when needed), or synthetic
+when the corpus/tokenizer are not built. Run: ``python -m swallowlib.bench --profile tiny train``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from swallowlib import paths
+from swallowlib.config import load_config
+from swallowlib.train import data as tdata
+from swallowlib.train import mfu
+from swallowlib.train import model as modeling
+from swallowlib.train.engine import Job, Trainer, make_accelerator
+from swallowlib.train.optim import build_scheduler
+
+PROFILE = os.environ.get("SWALLOW_BENCH_PROFILE", "smoke")
+ROUNDS = 8  # alternations of the variants
+STEPS_PER_ROUND = 4
+GROWTH_STEPS = 60  # steps of the memory-growth check
+
+
+def _row(bench, variant, metric, value, unit, baseline=False):
+    return {
+        "benchmark": bench,
+        "variant": variant,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "profile": PROFILE,
+    }
+
+
+def _tokens(cfg) -> tuple[tdata.PackedSource, int, str]:
+    """(English training sequences, vocabulary size, where they came from)."""
+    tc = cfg.train
+    tok_dir = paths.run_dir(PROFILE) / "tokenizer" / "base"
+    split = paths.corpus_dir(PROFILE) / "en" / "train.parquet"
+    if (tok_dir / "tokenizer.json").is_file() and split.is_file():
+        from swallowlib.tokenizer.export import load_hf
+
+        tok = load_hf(tok_dir)
+        src = tdata.load_packed(
+            split, tok_dir, seq_len=tc.seq_len, cache_dir=paths.token_cache_dir(PROFILE), eos_id=tok.eos_token_id,
+            vocab_size=len(tok), num_proc=tc.num_proc, name="en",
+        )  # fmt: skip
+        return src, len(tok), f"runs/{PROFILE} English training split"
+    vocab = 8000
+    return tdata.synthetic_source(400 * tc.seq_len * tc.micro_batch_size, vocab, tc.seq_len), vocab, "synthetic"
+
+
+def bench_throughput() -> list[dict]:
+    """Tokens/s and MFU: plain transformers loop (baseline) vs the engine's step, eager and compiled."""
+    cfg = load_config(PROFILE)
+    tc = cfg.train
+    src, vocab, origin = _tokens(cfg)
+    mixture = tdata.Mixture({"en": src}, {"en": 1.0}, seed=0)
+    model_cfg = modeling.llama_config(tc.model, vocab)
+    acc = make_accelerator("fp32")
+    tokens_per_step = tc.micro_batch_size * tc.grad_accum * tc.seq_len
+    total = 10**6  # the schedule's horizon: long enough that the LR is still near its peak
+
+    def job(compile_: bool) -> Job:
+        return Job(
+            name="bench", out_dir=Path(tempfile.gettempdir()), data=mixture, tokens=total * tokens_per_step,
+            seq_len=tc.seq_len, micro_batch_size=tc.micro_batch_size, grad_accum=tc.grad_accum,
+            optimizer=tc.optimizer, model_init="scratch", model_config=model_cfg, tokenizer_size=vocab,
+            precision="fp32", compile=compile_,
+        )  # fmt: skip
+
+    # --- baseline: a plain transformers training loop
+    base_model = modeling.scratch_model(modeling.llama_config(tc.model, vocab), seed=0)
+    base_model.train()
+    o = tc.optimizer
+    base_opt = torch.optim.AdamW(
+        base_model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay
+    )
+    base_sched = build_scheduler(base_opt, warmup_steps=o.warmup_steps, total_steps=total, min_lr_ratio=o.min_lr_ratio)
+
+    def baseline_step(step: int) -> None:
+        for a in range(tc.grad_accum):
+            x = torch.from_numpy(mixture.batch(tdata.step_indices(step, a, 0, 1, tc.micro_batch_size, tc.grad_accum)))
+            x = x[:, :-1]
+            out = base_model(input_ids=x, labels=x)
+            (out.loss / tc.grad_accum).backward()
+        torch.nn.utils.clip_grad_norm_(base_model.parameters(), o.grad_clip)
+        base_opt.step()
+        base_sched.step()
+        base_opt.zero_grad()
+
+    eager, compiled = Trainer(job(False), acc, total), Trainer(job(True), acc, total)
+    variants = {
+        "plain transformers loop (labels=, torch AdamW)": baseline_step,
+        "engine step, eager (fused AdamW, shifted windows)": eager.step,
+        "engine step, torch.compile (forward + loss)": compiled.step,
+    }
+    warm = {}
+    for name, fn in variants.items():  # warm-up (and compilation) outside the timed rounds
+        t0 = time.perf_counter()
+        fn(0)
+        fn(1)
+        warm[name] = time.perf_counter() - t0
+    # Each step is timed; tokens/s comes from the median step time, which a burst of load from another process on
+    # this shared machine does not move (the mean is reported too, for comparison).
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    step = 2
+    for _ in range(ROUNDS):
+        for name, fn in variants.items():
+            for i in range(STEPS_PER_ROUND):
+                t0 = time.perf_counter()
+                fn(step + i)
+                times[name].append(time.perf_counter() - t0)
+        step += STEPS_PER_ROUND
+    peak = mfu.cpu_peak()
+    flops = modeling.flops_per_token(model_cfg, tc.seq_len)
+    shape = (
+        f"d={tc.model.hidden_size} L={tc.model.num_layers} vocab={vocab} "
+        f"batch {tc.micro_batch_size}x{tc.seq_len}, {torch.get_num_threads()} threads"
+    )
+    rows = [_row("train.throughput", f"setup: {shape}; tokens: {origin}", "steps timed per variant",
+                 ROUNDS * STEPS_PER_ROUND, "steps")]  # fmt: skip
+    for i, name in enumerate(variants):
+        med = sorted(times[name])[len(times[name]) // 2]
+        tps, mean_tps = tokens_per_step / med, tokens_per_step * len(times[name]) / sum(times[name])
+        rows.append(_row("train.throughput", name, "tokens/s (median step)", tps, "tokens/s", baseline=i == 0))
+        rows.append(_row("train.throughput", name, "tokens/s (mean step)", mean_tps, "tokens/s", baseline=i == 0))
+        rows.append(_row("train.throughput", name, "MFU (median step)", tps * flops / peak["flops"], "fraction",
+                         baseline=i == 0))  # fmt: skip
+    first_two = list(warm.values())
+    rows.append(_row("train.throughput", "torch.compile", "compile time (first 2 steps - eager's)",
+                     first_two[2] - first_two[1], "s"))  # fmt: skip
+    rows.append(_row("train.throughput", f"CPU fp32 peak ({peak['source']})", "peak", peak["flops"] / 1e9, "GFLOP/s"))
+    rows.append(_row("train.throughput", "model FLOPs per token (6N + 12 L d T)", "FLOPs", flops, "FLOP/token"))
+
+    # --- memory: the compiled engine alone for GROWTH_STEPS more steps; RSS at step 10 vs the last
+    proc = psutil.Process()
+    rss = {}
+    for i in range(GROWTH_STEPS):
+        compiled.step(step + i)
+        if i + 1 in (10, GROWTH_STEPS):
+            rss[i + 1] = proc.memory_info().rss / 2**20
+    rows.append(_row("train.memory", "engine, compiled", "RSS after 10 steps", rss[10], "MB"))
+    rows.append(_row("train.memory", "engine, compiled", f"RSS after {GROWTH_STEPS} steps", rss[GROWTH_STEPS], "MB"))
+    rows.append(_row("train.memory", "engine, compiled", f"growth steps 10 -> {GROWTH_STEPS}",
+                     rss[GROWTH_STEPS] - rss[10], "MB"))  # fmt: skip
+    return rows
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return sorted(r[key] for r in rows)[len(rows) // 2] if rows else float("nan")
+
+
+def bench_runs() -> list[dict]:
+    """The profile's finished training runs, from their own metrics (wall time, tokens/s, MFU, peak RSS)."""
+    rows = []
+    root = paths.train_dir(PROFILE)
+    if not root.is_dir():
+        return rows
+    for run_dir in sorted(p for p in root.iterdir() if (p / "final" / "trainer_state.json").is_file()):
+        state = json.loads((run_dir / "final" / "trainer_state.json").read_text())
+        ms = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        tr = [r for r in ms if "event" not in r][1:]  # the first interval holds start-up and compilation
+        name = f"run {run_dir.name} ({state['total_steps']} steps, {state['tokens']:,} tokens)"
+        rows.append(_row("train.runs", name, "training wall time", state["elapsed_s"], "s"))
+        rows.append(_row("train.runs", name, "median tokens/s", _median(tr, "tokens_per_s"), "tokens/s"))
+        rows.append(_row("train.runs", name, "median MFU", _median(tr, "mfu"), "fraction"))
+        rows.append(_row("train.runs", name, "final train loss", state["final_loss"], "nats/token"))
+        rows.append(
+            _row(
+                "train.runs", name, "peak RSS of the run", max(r["peak_rss_mb"] for r in ms if "peak_rss_mb" in r), "MB"
+            )
+        )
+    return rows
+
+
+BENCHMARKS = [bench_throughput, bench_runs]

@@ -1,0 +1,529 @@
+"""The training loop of stage 04, on ``accelerate``: the same code on one CPU process, DDP over gloo on CPU, one GPU,
+multi-GPU FSDP and multi-node (the launcher and ``configs/accelerate/*.yaml`` decide which).
+
+:func:`train` runs a :class:`Job` (a fully resolved run: model source, data, schedule, checkpoints) and resumes it
+exactly: model, optimizer, scheduler and RNG states come from the newest good checkpoint, and the data is a pure
+function of the step (:mod:`swallowlib.train.data`), so a run killed at any moment and started again ends with the
+weights an uninterrupted run has (bitwise on CPU). ``swallowlib.train.job`` builds a Job from the profile config;
+``swallowlib.train.gpu_check`` builds one on synthetic tokens.
+
+Per step: ``grad_accum`` micro-batches (gradient sync only on the last, ``accelerator.no_sync``), the loss from the
+logits with one ``cross_entropy`` (compiled with the forward by ``torch.compile`` when ``compile`` is on), global
+gradient-norm clipping, fused AdamW, the LR schedule. During an embedding-only warm-up the gradients of every other
+parameter are dropped before the optimizer step (AdamW then leaves those weights bitwise untouched); dropping them
+after the backward, rather than freezing, keeps DDP's gradient buckets identical in both phases.
+
+Outputs in ``job.out_dir``: ``checkpoints/step-*/`` (resume, keep-last-N), ``milestones/step-*/`` and ``final/`` (HF
+directories at the configured fractions of the token budget), ``metrics.jsonl``, ``tb/`` (TensorBoard),
+``run.json`` (the run's fingerprint), ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from swallowlib.config import OptimizerConfig, PeftConfig
+from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic
+from swallowlib.train import checkpoint, mfu
+from swallowlib.train import model as modeling
+from swallowlib.train.data import Mixture, step_indices
+from swallowlib.train.optim import build_optimizer, build_scheduler, scheduler_state
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(RuntimeError):
+    """A run cannot start or continue; the message (one line) says what is wrong and what to do."""
+
+
+@dataclass
+class Job:
+    """One fully resolved training run."""
+
+    name: str
+    out_dir: Path
+    data: Mixture
+    tokens: int  # token budget
+    seq_len: int
+    micro_batch_size: int
+    grad_accum: int
+    optimizer: OptimizerConfig
+    model_init: str  # "scratch" or an HF directory / Hub id
+    model_config: Any = None  # an HF config (scratch runs)
+    tokenizer_size: int = 0  # the model needs at least this many embedding rows
+    tokenizer_dir: Path | None = None  # copied into every saved HF directory
+    new_rows_from: int | None = None  # first new-vocabulary id (PEFT trains rows >= this)
+    precision: str = "fp32"  # fp32 | bf16
+    compile: bool = False
+    peft: PeftConfig | None = None
+    embedding_warmup_steps: int = 0
+    checkpoint_fractions: list[float] = field(default_factory=lambda: [1.0])
+    save_every_steps: int = 100
+    keep_last: int = 2
+    log_every_steps: int = 10
+    seed: int = 0
+    eval_data: dict[str, np.ndarray] = field(default_factory=dict)
+    ja_chars_per_token: float | None = None
+    local_files_only: bool = True
+    identity: dict = field(default_factory=dict)  # extra fingerprint fields: data, tokenizer, init weights
+    provenance: dict = field(default_factory=dict)  # resolved config, versions, git SHA (saved with the run)
+    progress: bool = True  # tqdm bar on the main process
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> fp32 on CPU, bf16 on a CUDA GPU (DESIGN §2: bf16 as the paper; fp32 where bf16 is slow)."""
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "fp32"
+    if precision == "bf16" and not torch.cuda.is_available():
+        log.warning("bf16 requested without a GPU: CPU autocast to bf16 is slow on most CPUs")
+    return precision
+
+
+def make_accelerator(precision: str):
+    """The Accelerator for this process (``cpu=True`` without CUDA, so torchrun's processes use gloo)."""
+    from accelerate import Accelerator
+
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision="bf16" if resolve_precision(precision) == "bf16" else "no",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run identity
+
+
+def identity_fields(job: Job, world_size: int) -> dict:
+    """Everything that changes the trajectory of a run (a checkpoint is reused only when all of it matches)."""
+    from dataclasses import asdict
+
+    return {
+        "model_init": job.model_init,
+        "model_config": modeling.config_dict(job.model_config) if job.model_config is not None else None,
+        "vocab_size": job.tokenizer_size,
+        "tokens": job.tokens,
+        "seq_len": job.seq_len,
+        "micro_batch_size": job.micro_batch_size,
+        "grad_accum": job.grad_accum,
+        "world_size": world_size,
+        "optimizer": asdict(job.optimizer),
+        "precision": job.precision,
+        "compile": job.compile,
+        "peft": asdict(job.peft) if job.peft else None,
+        "new_rows_from": job.new_rows_from if job.peft else None,
+        "embedding_warmup_steps": job.embedding_warmup_steps,
+        "seed": job.seed,
+        "mix": job.data.share(),
+        **job.identity,
+    }
+
+
+def _hash(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_run_dir(out_dir: Path, fields: dict) -> None:
+    """A run directory with checkpoints or a final model must come from the same run identity."""
+    run_json = out_dir / "run.json"
+    has_state = (out_dir / "final").is_dir() or checkpoint.list_checkpoints(out_dir / "checkpoints")
+    if not run_json.is_file() or not has_state:
+        return
+    try:
+        old = json.loads(run_json.read_text())["fields"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        raise TrainError(f"{run_json}: unreadable; delete {out_dir} (or pass --restart) to start over") from None
+    if _hash(old) == _hash(fields):
+        return
+    diff = sorted(k for k in set(old) | set(fields) if old.get(k) != fields.get(k))
+    if "vocab_size" in diff:
+        raise TrainError(
+            f"{out_dir}: its checkpoints have a vocabulary of {old.get('vocab_size')}, this run's tokenizer has "
+            f"{fields['vocab_size']}; delete the directory (or pass --restart) to train again"
+        )
+    raise TrainError(
+        f"{out_dir}: its checkpoints come from a different configuration (differs in: {', '.join(diff)}); "
+        "restore the config, or delete the directory (or pass --restart) to train again"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics
+
+
+class Metrics:
+    """``metrics.jsonl`` and TensorBoard, written by the main process only."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int):
+        self.enabled = enabled
+        self.path = out_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        # Rows after the resume point belong to the killed attempt: drop them (and any half-written last line).
+        kept = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if row.get("step", 0) <= resume_step:
+                    kept.append(line)
+        from swallowlib.provenance import write_text_atomic
+
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tb"), purge_step=resume_step or None)
+        except ImportError:  # tensorboard is a project dependency; a bare GPU image may lack it
+            log.warning("tensorboard is not installed: metrics go to metrics.jsonl only")
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+        if self.tb is not None:
+            prefix = "valid" if row.get("event") == "milestone" else "train"
+            for k, v in row.items():
+                if isinstance(v, int | float) and k not in ("step", "event"):
+                    self.tb.add_scalar(f"{prefix}/{k}", v, row["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._f.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy. Labels arrive already shifted (packed ``L + 1`` windows), so no padded copy
+    of the labels is built; under autocast ``cross_entropy`` runs in fp32 on the bf16 logits."""
+    logits = model(input_ids=x, use_cache=False).logits
+    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model, eval_data: dict[str, np.ndarray], accelerator, micro_batch: int) -> dict[str, float]:
+    """Mean validation loss per source (every process computes the same batches: FSDP needs all of them)."""
+    model.eval()
+    out = {}
+    for name, arr in eval_data.items():
+        total, n = 0.0, 0
+        for i in range(0, len(arr), micro_batch):
+            batch = torch.from_numpy(arr[i : i + micro_batch]).to(accelerator.device)
+            with accelerator.autocast():
+                loss = _loss(model, batch[:, :-1], batch[:, 1:])
+            total += float(loss) * len(batch)
+            n += len(batch)
+        if n:
+            out[f"valid_loss_{name}"] = total / n
+    model.train()
+    return out
+
+
+def _publish_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` (hard links: same bytes, no extra space), swapped in atomically."""
+    tmp = dst.parent / f".tmp-{dst.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, copy_function=os.link)
+    except OSError:  # another filesystem: a real copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+    publish_dir(tmp, dst)
+
+
+def summary_of(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(out_dir) / "final" / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+class Trainer:
+    """The model, optimizer and schedule of a job on an Accelerator, and one optimizer step (:meth:`step`).
+
+    :func:`train` drives it; ``benchmarks/bench_train.py`` times :meth:`step` against a plain transformers loop.
+    """
+
+    def __init__(self, job: Job, acc, total_steps: int):
+        self.job, self.acc, self.total_steps = job, acc, total_steps
+        self.world, self.rank = acc.num_processes, acc.process_index
+        device_type = acc.device.type
+        if device_type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers outside autocast
+        if job.model_init == "scratch":
+            model = modeling.scratch_model(job.model_config, job.seed)
+        else:
+            model = modeling.load_pretrained(job.model_init, local_files_only=job.local_files_only)
+        modeling.check_vocab(model, job.tokenizer_size, job.model_init)
+        self.base_config = model.config
+        if job.peft is not None:
+            model = modeling.wrap_peft(model, job.peft, job.new_rows_from)
+        self.counts = modeling.count_params(model)
+        self.flops_per_token = modeling.flops_per_token(self.base_config, job.seq_len)
+        from accelerate.utils import set_seed
+
+        set_seed(job.seed)
+        optimizer = build_optimizer(model, job.optimizer, device_type=device_type)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.inner_opt = getattr(self.optimizer, "optimizer", self.optimizer)
+        self.scheduler = build_scheduler(
+            self.inner_opt,
+            warmup_steps=job.optimizer.warmup_steps,
+            total_steps=total_steps,
+            min_lr_ratio=job.optimizer.min_lr_ratio,
+        )
+        self.raw_model = acc.unwrap_model(self.model)
+        self.frozen_in_warmup = [
+            p for n, p in self.raw_model.named_parameters() if p.requires_grad and not modeling.is_embedding_param(n)
+        ]
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.loss_fn = torch.compile(_loss) if job.compile else _loss
+        self.clip = job.optimizer.grad_clip if job.optimizer.grad_clip > 0 else float("inf")
+        self.model.train()
+
+    def load(self, ckpt: checkpoint.Checkpoint) -> None:
+        """Model, optimizer, scheduler and this process's RNG states from a resume checkpoint."""
+        checkpoint.load_model_state(self.model, checkpoint.read_model(ckpt.path))
+        checkpoint.load_optimizer_state(self.model, self.inner_opt, checkpoint.read_optimizer(ckpt.path))
+        sd = checkpoint.read_scheduler(ckpt.path)
+        self.scheduler.load_state_dict({**sd, "lr_lambdas": [None] * len(self.inner_opt.param_groups)})
+        rng = checkpoint.read_rng(ckpt.path, self.rank)
+        if rng is None:
+            raise TrainError(f"{ckpt.path}: no RNG state for process {self.rank} (written with another world size?)")
+        checkpoint.set_rng_state(rng)
+
+    def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimizer step on the global batch of ``step``: ``(summed micro-batch losses, grad norm, lr)``."""
+        job, acc, model = self.job, self.acc, self.model
+        loss_sum = torch.zeros((), device=acc.device)
+        for a in range(job.grad_accum):
+            ks = step_indices(step, a, self.rank, self.world, job.micro_batch_size, job.grad_accum)
+            batch = torch.from_numpy(job.data.batch(ks)).to(acc.device, non_blocking=True)
+            sync = a == job.grad_accum - 1
+            with nullcontext() if sync else acc.no_sync(model):
+                with acc.autocast():
+                    loss = self.loss_fn(model, batch[:, :-1], batch[:, 1:])
+                acc.backward(loss / job.grad_accum)
+            loss_sum += loss.detach().float()
+        if step < job.embedding_warmup_steps:
+            for p in self.frozen_in_warmup:
+                p.grad = None
+        grad_norm = acc.clip_grad_norm_(self.trainable, self.clip)  # parameters without a gradient are skipped
+        lr = float(self.inner_opt.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum, grad_norm, lr
+
+    def save_hf(self, dirpath: Path, extra: dict) -> None:
+        """An HF directory of the current weights (every process calls this; the main process writes)."""
+        sd = checkpoint.model_state(self.model)  # collective
+        if self.acc.is_main_process:
+            tmp = dirpath.parent / f".tmp-{dirpath.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            dtype = torch.bfloat16 if self.job.precision == "bf16" else torch.float32
+            modeling.save_hf(self.raw_model, sd, tmp, tokenizer_dir=self.job.tokenizer_dir, dtype=dtype, extra=extra)
+            publish_dir(tmp, dirpath)
+        self.acc.wait_for_everyone()
+
+
+def total_steps_of(job: Job, world_size: int) -> int:
+    """Optimizer steps that cover the job's token budget (the last step may overshoot by < one step)."""
+    return max(1, math.ceil(job.tokens / (job.micro_batch_size * job.grad_accum * world_size * job.seq_len)))
+
+
+def train(job: Job, accelerator=None, *, max_steps: int | None = None) -> dict:
+    """Run (or resume, or skip when finished) one job; returns a summary dict (also saved in ``final/``).
+
+    ``max_steps`` stops after that many optimizer steps of this invocation without saving (a simulated kill, for
+    the GPU check); the run resumes from its last checkpoint next time.
+    """
+    from tqdm.auto import tqdm
+
+    acc = accelerator or make_accelerator(job.precision)
+    world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
+    device_type = acc.device.type
+    tokens_per_step = job.micro_batch_size * job.grad_accum * world * job.seq_len
+    total_steps = total_steps_of(job, world)
+    milestones: dict[int, float] = {}
+    for f in job.checkpoint_fractions:
+        milestones.setdefault(max(1, round(f * total_steps)), f)
+    out = Path(job.out_dir)
+    ckpt_root = out / "checkpoints"
+
+    fields = identity_fields(job, world)
+    fp = _hash(fields)
+    check_run_dir(out, fields)  # every process checks (an error on one only would leave the others waiting)
+    done_before = summary_of(out)
+    if done_before is not None:
+        log.info("%s: already complete (%s); nothing to do", job.name, out / "final")
+        return {**done_before, "skipped": True}
+    ckpt = checkpoint.latest(ckpt_root, fp)
+    acc.wait_for_everyone()
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run.json", {"fingerprint": fp, "fields": fields})
+    start = ckpt.step if ckpt else 0
+
+    tr = Trainer(job, acc, total_steps)
+    elapsed_before = 0.0
+    if ckpt is not None:
+        log.info("%s: resuming from %s (step %d of %d)", job.name, ckpt.path.name, ckpt.step, total_steps)
+        tr.load(ckpt)
+        elapsed_before = float(ckpt.state.get("elapsed_s", 0.0))
+
+    peak = mfu.peak(device_type)
+    share = job.data.share()
+    ja_share = share.get("ja", 0.0)
+    if is_main:
+        prov = {
+            **job.provenance,
+            "run": job.name,
+            "world_size": world,
+            "device": str(acc.device),
+            "distributed_type": str(acc.distributed_type),
+            "total_steps": total_steps,
+            "tokens_per_step": tokens_per_step,
+            "milestone_steps": {str(s): f for s, f in milestones.items()},
+            "params": tr.counts,
+            "flops_per_token": tr.flops_per_token,
+            "peak_flops_per_device": peak,
+            "mix_share": share,
+            "resumed_from_step": start,
+            "fingerprint": fp,
+        }
+        write_json_atomic(out / "provenance.json", prov)
+        log.info(
+            "%s: %d steps x %d tokens (%s params, %s trainable), %d process(es) on %s, %s",
+            job.name, total_steps, tokens_per_step, f"{tr.counts['total']:,}", f"{tr.counts['trainable']:,}",
+            world, acc.device, job.precision,
+        )  # fmt: skip
+    metrics = Metrics(out, is_main, start)
+
+    pbar = tqdm(total=total_steps, initial=start, desc=job.name, unit="step", disable=not (is_main and job.progress))
+    t_run = t_log = time.perf_counter()
+    io_s = 0.0  # time spent saving since the last log row (not counted in tokens/s)
+    loss_acc = torch.zeros((), device=acc.device)
+    n_acc = steps_since_log = steps_run = 0
+    last: dict = {}
+    if device_type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for step in range(start, total_steps):
+        if max_steps is not None and steps_run >= max_steps:
+            break
+        loss_sum, grad_norm, lr = tr.step(step)
+        loss_acc += loss_sum
+        n_acc += job.grad_accum
+        done = step + 1
+        steps_run += 1
+        steps_since_log += 1
+        pbar.update(1)
+
+        if done % job.log_every_steps == 0 or done == total_steps or done in milestones:
+            mean_loss = float(acc.reduce(loss_acc / max(1, n_acc), reduction="mean"))
+            now = time.perf_counter()
+            tps = steps_since_log * tokens_per_step / max(1e-9, now - t_log - io_s)
+            row = {
+                "step": done,
+                "tokens": done * tokens_per_step,
+                "loss": mean_loss,
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": tps,
+                "ja_chars_per_s": tps * ja_share * (job.ja_chars_per_token or 0.0),
+                "mfu": tps * tr.flops_per_token / (peak["flops"] * world),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "elapsed_s": elapsed_before + now - t_run,
+                "phase": "embedding-warmup" if step < job.embedding_warmup_steps else "full",
+            }
+            if device_type == "cuda":
+                row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            metrics.write(row)
+            pbar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tps:,.0f}")
+            if is_main and not job.progress:  # no bar (a notebook streaming a subprocess): one line per log row
+                log.info(
+                    "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %.1f%%",
+                    job.name, done, total_steps, mean_loss, lr, f"{tps:,.0f}", 100 * row["mfu"],
+                )  # fmt: skip
+            last = row
+            loss_acc.zero_()
+            n_acc = steps_since_log = 0
+            t_log, io_s = now, 0.0
+
+        t_io = time.perf_counter()
+        if done in milestones:
+            ev = evaluate(tr.model, job.eval_data, acc, job.micro_batch_size) if job.eval_data else {}
+            extra = {"run": job.name, "step": done, "tokens": done * tokens_per_step, "fraction": milestones[done]}
+            tr.save_hf(out / "milestones" / checkpoint.step_name(done), {**extra, **ev})
+            metrics.write({"event": "milestone", **extra, **ev})
+        if done % job.save_every_steps == 0 or done == total_steps:
+            checkpoint.save(
+                ckpt_root,
+                step=done,
+                tokens=done * tokens_per_step,
+                model_sd=checkpoint.model_state(tr.model),
+                optim_sd=checkpoint.optimizer_state(tr.model, tr.inner_opt),
+                scheduler_sd=scheduler_state(tr.scheduler),
+                fingerprint=fp,
+                world_size=world,
+                rank=rank,
+                barrier=acc.wait_for_everyone,
+                keep_last=job.keep_last,
+                extra={"elapsed_s": elapsed_before + time.perf_counter() - t_run},
+            )
+        io_s += time.perf_counter() - t_io
+    pbar.close()
+    wall = time.perf_counter() - t_run
+    end = start + steps_run
+    summary = {
+        "run": job.name,
+        "start_step": start,
+        "end_step": end,
+        "total_steps": total_steps,
+        "tokens": end * tokens_per_step,
+        "final_loss": last.get("loss"),
+        "wall_s": wall,
+        "tokens_per_s": steps_run * tokens_per_step / max(1e-9, wall),
+        "elapsed_s": elapsed_before + wall,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "completed": end == total_steps,
+    }
+    if end == total_steps:
+        final_milestone = out / "milestones" / checkpoint.step_name(total_steps)
+        if not final_milestone.is_dir():  # resumed after the last step, or 1.0 not among the fractions
+            tr.save_hf(
+                final_milestone, {"run": job.name, "step": total_steps, "tokens": summary["tokens"], "fraction": 1.0}
+            )
+        if is_main:
+            state = json.loads((final_milestone / "trainer_state.json").read_text())
+            _publish_copy(final_milestone, out / "final")
+            # A fresh file, not the hard link: the milestone keeps its own trainer_state.json.
+            (out / "final" / "trainer_state.json").unlink()
+            write_json_atomic(out / "final" / "trainer_state.json", {**state, **summary})
+        acc.wait_for_everyone()
+    metrics.close()
+    return summary

@@ -1,0 +1,204 @@
+"""From a profile's config and a run name to a training :class:`~swallowlib.train.engine.Job`: resolve the start
+weights, the tokenizer, the per-run overrides, and tokenise + pack the stage-01 data (cached) for the mix.
+
+Every missing input is one clear error naming the file and the command that builds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+
+from swallowlib import paths
+from swallowlib.config import Config, ConfigError, RunConfig, to_dict
+from swallowlib.provenance import fingerprint, provenance
+from swallowlib.train import data as tdata
+from swallowlib.train import model as modeling
+from swallowlib.train.engine import Job, TrainError, resolve_precision
+
+log = logging.getLogger(__name__)
+
+#: The code whose change makes a recorded run "different" in provenance (not in the resume fingerprint).
+CODE = sorted(Path(__file__).parent.glob("*.py"))
+
+
+def get_run(cfg: Config, run: str) -> RunConfig:
+    """A run of ``train.runs``, or one of the short CPT runs stage 03 derives from ``embedding_init``."""
+    from swallowlib.embedding_init.stage import comparison_runs
+
+    derived = comparison_runs(cfg)
+    runs = {**derived, **cfg.train.runs}
+    if run not in runs:
+        known = ", ".join(cfg.train.runs) or "none"
+        also = " (and stage 03's init-cmp-<method>-s<seed>)" if derived else ""
+        raise ConfigError(f"{cfg.path}: train.runs: no run named {run!r} (known: {known}){also}")
+    return runs[run]
+
+
+def tokenizer_path(cfg: Config, which: str) -> Path:
+    from swallowlib.tokenizer.stage import tokenizer_dir
+
+    d = tokenizer_dir(cfg.profile) / which
+    if not (d / "tokenizer.json").is_file():
+        raise TrainError(f"{d}: no {which} tokenizer (build it with `make tokenizer PROFILE={cfg.profile}`)")
+    return d
+
+
+def resolve_init(cfg: Config, name: str, rc: RunConfig) -> str:
+    """The directory (or Hub id) a run starts from, or ``scratch``."""
+    init = rc.init
+    if init == "scratch":
+        return init
+    if init.startswith("run:"):
+        other = init[4:]
+        d = paths.run_out_dir(cfg.profile, other) / "final"
+        if not (d / "config.json").is_file():
+            raise TrainError(
+                f"{d}: run {other!r} (the init of {name!r}) has no final model yet; train it first: "
+                f"python -m swallowlib.train --config {cfg.path} --run {other}"
+            )
+        return str(d)
+    if init.startswith("init:"):
+        d = paths.embedding_init_dir(cfg.profile) / init[5:]
+        if not (d / "config.json").is_file():
+            raise TrainError(
+                f"{d}: missing; it is written by stage 03 (embedding init, method {init[5:]!r}) — run that stage first"
+            )
+        return str(d)
+    p = Path(init)
+    if p.exists() or init.startswith((".", "/")):
+        if not (p / "config.json").is_file():
+            raise TrainError(f"{p}: not an HF model directory (no config.json) — check train.runs.{name}.init")
+        return str(p.resolve())
+    return init  # a Hub id (offline profiles: only from the local HF cache)
+
+
+def _init_identity(init: str) -> dict:
+    """What identifies the start weights cheaply: the files' names and sizes plus their trainer_state.json."""
+    p = Path(init)
+    if init == "scratch" or not p.is_dir():
+        return {"init": init}
+    files = {f.name: f.stat().st_size for f in sorted(p.iterdir()) if f.is_file() and f.name != "trainer_state.json"}
+    try:  # which checkpoint of which run (not its timings: a bitwise-identical re-run must still match)
+        ts = json.loads((p / "trainer_state.json").read_text())
+        state = {k: ts.get(k) for k in ("run", "step", "tokens", "fraction")}
+    except (OSError, json.JSONDecodeError):
+        state = None
+    return {"init": init, "files": files, "trainer_state": state}
+
+
+def corpus_split(cfg: Config, source: str, split: str) -> Path:
+    p = paths.corpus_dir(cfg.profile) / source / f"{split}.parquet"
+    if not p.is_file():
+        raise TrainError(f"{p}: missing corpus split (build it with `make corpus PROFILE={cfg.profile}`)")
+    return p
+
+
+def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
+    """Resolve ``run`` of ``cfg`` into a Job, tokenising its data first when not cached (main process first)."""
+    rc = get_run(cfg, run)
+    tc = cfg.train
+    tok_dir = tokenizer_path(cfg, rc.tokenizer)
+    init = resolve_init(cfg, run, rc)
+    from swallowlib.tokenizer.export import load_hf
+
+    tok = load_hf(tok_dir)
+    vocab = len(tok)
+    eos = tok.eos_token_id
+    if eos is None:
+        raise TrainError(f"{tok_dir}: the tokenizer has no EOS token (documents need a separator)")
+    new_rows_from = None
+    if rc.tokenizer == "expanded" and rc.peft:  # PEFT trains the rows the base tokenizer does not have
+        new_rows_from = len(load_hf(tokenizer_path(cfg, "base")))
+
+    model_config = None
+    if init == "scratch":
+        if tc.model.pretrained:
+            model_config = modeling.pretrained_config(tc.model.pretrained, local_files_only=cfg.offline)
+            model_config.vocab_size = vocab
+            model_config.use_cache = False
+        else:
+            model_config = modeling.llama_config(tc.model, vocab, bos_id=tok.bos_token_id or 1, eos_id=eos)
+
+    # --- data: tokenised once per (tokenizer, split) and cached for every run of the profile
+    cache = paths.token_cache_dir(cfg.profile)
+    sources = [s for s, r in rc.mix.items() if r > 0]
+    train_src, valid_src = {}, {}
+    ctx = accelerator.main_process_first() if accelerator is not None else nullcontext()
+    with ctx:
+        for s in sources:
+            templates = list(tc.parallel_template) if s == "parallel" else None
+            kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=eos, vocab_size=vocab, templates=templates,
+                      num_proc=tc.num_proc, name=s)  # fmt: skip
+            train_src[s] = tdata.load_packed(corpus_split(cfg, s, "train"), tok_dir, **kw)
+            if tc.eval_sequences:
+                valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw)
+    seed = rc.seed if rc.seed is not None else cfg.seed
+    mixture = tdata.Mixture(train_src, rc.mix, seed)
+    eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}
+    eval_data = {s: a for s, a in eval_data.items() if len(a)}
+
+    ocfg = dataclasses.replace(
+        tc.optimizer,
+        **{k: getattr(rc, k) for k in ("lr", "min_lr_ratio", "warmup_steps") if getattr(rc, k) is not None},
+    )
+    identity = {
+        "init_identity": _init_identity(init),
+        "tokenizer": tdata.tokenizer_fingerprint(tok_dir),
+        "data": {s: [len(src.stream), src.docs, src.chars] for s, src in sorted(train_src.items())},
+    }
+    resolved = {
+        "run": run,
+        "run_config": to_dict(rc),
+        "init_resolved": init,
+        "tokenizer_dir": str(tok_dir),
+        "optimizer": to_dict(ocfg),
+        "data": {
+            s: {"docs": src.docs, "tokens": int(len(src.stream)), "chars": src.chars, "sequences": src.n_sequences}
+            for s, src in train_src.items()
+        },
+    }
+    prov = provenance(cfg, "train", fingerprint(to_dict(cfg.train), CODE))
+    prov["resolved"] = resolved
+    from importlib import metadata
+
+    for name in ("peft", "safetensors", "tensorboard"):  # the engine's libraries beyond provenance.TRACKED
+        try:
+            prov["versions"][name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            prov["versions"][name] = None
+    return Job(
+        name=run,
+        out_dir=paths.run_out_dir(cfg.profile, run),
+        data=mixture,
+        tokens=rc.tokens,
+        seq_len=tc.seq_len,
+        micro_batch_size=tc.micro_batch_size,
+        grad_accum=tc.grad_accum,
+        optimizer=ocfg,
+        model_init=init,
+        model_config=model_config,
+        tokenizer_size=vocab,
+        tokenizer_dir=tok_dir,
+        new_rows_from=new_rows_from,
+        precision=resolve_precision(tc.precision),
+        compile=tc.compile,
+        peft=tc.peft if rc.peft else None,
+        embedding_warmup_steps=(
+            rc.embedding_warmup_steps if rc.embedding_warmup_steps is not None else tc.embedding_warmup_steps
+        ),
+        checkpoint_fractions=list(tc.checkpoint_fractions),
+        save_every_steps=tc.save_every_steps,
+        keep_last=tc.keep_last,
+        log_every_steps=tc.log_every_steps,
+        seed=seed,
+        eval_data=eval_data,
+        ja_chars_per_token=train_src["ja"].chars_per_token if "ja" in train_src else None,
+        local_files_only=cfg.offline,
+        identity=identity,
+        provenance=prov,
+        progress=progress,
+    )

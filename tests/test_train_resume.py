@@ -1,0 +1,156 @@
+"""Exact resume and bad input: a run SIGKILLed at any moment and started again ends bitwise identical to an
+uninterrupted one (CPU); a corrupted latest checkpoint falls back to the previous one; every kind of bad input is
+one clear error."""
+
+import logging
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from swallowlib import paths
+from swallowlib.config import ConfigError
+from swallowlib.train import checkpoint
+from swallowlib.train.__main__ import main as cli
+from swallowlib.train.engine import TrainError
+from tests.train_helpers import PROFILE, env, shared_tree, train_cmd, train_inprocess, use_runs, write_config
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return shared_tree(tmp_path_factory)
+
+
+def _two_identical_runs(d):
+    # 60 steps of the tiny model: long enough that the kill lands mid-run, short enough for a test.
+    run = {"init": "scratch", "tokenizer": "base", "mix": {"ja": 0.5, "en": 0.5}, "tokens": 60 * 128}
+    d["train"]["runs"] = {"a": dict(run), "b": dict(run)}
+    d["train"]["save_every_steps"] = 5
+    d["train"]["checkpoint_fractions"] = [0.25, 1.0]
+
+
+def test_sigkill_then_rerun_is_bitwise_identical(tree, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tree["runs"] / PROFILE / "corpus", runs / PROFILE / "corpus")
+    shutil.copytree(tree["runs"] / PROFILE / "tokenizer", runs / PROFILE / "tokenizer")
+    config = write_config(tree["config"], tmp_path / "k.yaml", _two_identical_runs)
+    out_b = runs / PROFILE / "train" / "b"
+    kw = dict(env=env(runs), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=paths.ROOT)
+    a = subprocess.Popen(train_cmd(config, "a"), **kw)  # the uninterrupted run, alongside
+    b = subprocess.Popen(train_cmd(config, "b"), **kw)
+    deadline = time.time() + 120
+    while not checkpoint.list_checkpoints(out_b / "checkpoints") and b.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    b.send_signal(signal.SIGKILL)
+    b.wait()
+    assert b.returncode == -signal.SIGKILL, b.stderr.read()
+    assert not (out_b / "final").exists(), "the kill came too late to test anything"
+    killed_at = checkpoint.list_checkpoints(out_b / "checkpoints")
+    assert killed_at and killed_at[-1][0] < 60
+    again = subprocess.run(train_cmd(config, "b"), capture_output=True, **{k: v for k, v in kw.items() if k not in (
+        "stdout", "stderr")})  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from step-" in again.stderr
+    assert a.wait() == 0, a.stderr.read()[-2000:]
+    out_a = runs / PROFILE / "train" / "a"
+    for rel in ("final/model.safetensors", "milestones/step-00000015/model.safetensors"):
+        assert (out_a / rel).read_bytes() == (out_b / rel).read_bytes(), rel
+    # The metrics of the killed attempt beyond the checkpoint were dropped: one row per logged step.
+    import json
+
+    rows = [json.loads(x) for x in (out_b / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if "event" not in r]
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 60
+    assert [r["step"] for r in rows if "event" in r] == [15, 60]
+
+
+def _copy_tree(tree, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tree["runs"], runs, ignore=shutil.ignore_patterns("_cache"))
+    return runs
+
+
+def test_corrupted_latest_checkpoint_falls_back(tree, tmp_path, caplog):
+    runs = _copy_tree(tree, tmp_path)
+    out = runs / PROFILE / "train" / "base"
+    shutil.rmtree(out)
+    s = train_inprocess(tree["config"], "base", runs, max_steps=10)  # checkpoints at 4 and 8; killed at 10
+    assert not s["completed"]
+    ck = checkpoint.list_checkpoints(out / "checkpoints")
+    assert [step for step, _ in ck] == [4, 8]
+    f = ck[-1][1] / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        s = train_inprocess(tree["config"], "base", runs)
+    assert s["start_step"] == 4 and s["completed"]
+    assert "step-00000008 is corrupted" in caplog.text and "falling back" in caplog.text
+    ref = tree["runs"] / PROFILE / "train" / "base" / "final" / "model.safetensors"
+    assert (out / "final" / "model.safetensors").read_bytes() == ref.read_bytes()
+
+
+def test_every_checkpoint_corrupted_is_an_error(tree, tmp_path):
+    runs = _copy_tree(tree, tmp_path)
+    out = runs / PROFILE / "train" / "base"
+    shutil.rmtree(out)
+    train_inprocess(tree["config"], "base", runs, max_steps=6)
+    for _, p in checkpoint.list_checkpoints(out / "checkpoints"):
+        (p / "optimizer.pt").write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="every checkpoint is corrupted"):
+        train_inprocess(tree["config"], "base", runs)
+
+
+def test_a_different_config_or_vocabulary_is_refused(tree, tmp_path):
+    runs = _copy_tree(tree, tmp_path)
+    lr = write_config(tree["config"], tmp_path / "lr.yaml", lambda d: d["train"]["optimizer"].update(lr=1e-2))
+    with pytest.raises(TrainError, match=r"different configuration \(differs in: optimizer\)"):
+        train_inprocess(lr, "base", runs)
+    vocab = write_config(
+        tree["config"], tmp_path / "v.yaml", lambda d: d["train"]["runs"]["base"].update(tokenizer="expanded")
+    )
+    with pytest.raises(TrainError, match="vocabulary of 300, this run's tokenizer has 520"):
+        train_inprocess(vocab, "base", runs)
+
+
+def test_a_finished_run_is_skipped(tree):
+    s = train_inprocess(tree["config"], "base", tree["runs"])
+    assert s["skipped"] and s["completed"]
+
+
+def _cli(config, run, runs, capsys):
+    with use_runs(runs):
+        rc = cli(["--config", str(config), "--run", run, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err[-1] if err else ""
+
+
+def test_bad_input_is_one_clear_error(tree, tmp_path, capsys):
+    runs = tree["runs"]
+    rc, err = _cli(tree["config"], "nope", runs, capsys)
+    assert rc == 2 and "train.runs: no run named 'nope' (known: base, cpt, ve)" in err
+    nope = write_config(
+        tree["config"], tmp_path / "n.yaml", lambda d: d["train"]["runs"]["ve"].update(init="init:no-such-method")
+    )
+    rc, err = _cli(nope, "ve", runs, capsys)  # stage 03 has not written this initialisation
+    assert rc == 2 and "embedding_init/no-such-method: missing" in err and "stage 03" in err
+    empty = tmp_path / "runs"
+    (empty / PROFILE / "tokenizer").mkdir(parents=True)
+    shutil.copytree(runs / PROFILE / "tokenizer" / "base", empty / PROFILE / "tokenizer" / "base")
+    rc, err = _cli(tree["config"], "base", empty, capsys)
+    assert rc == 2 and "en/train.parquet: missing corpus split" in err and f"make corpus PROFILE={PROFILE}" in err
+    rc, err = _cli(tree["config"], "cpt", empty, capsys)  # its init run has not been trained here
+    assert rc == 2 and "train/base/final: run 'base'" in err and "train it first" in err
+    shutil.rmtree(empty / PROFILE / "tokenizer" / "base")
+    rc, err = _cli(tree["config"], "base", empty, capsys)
+    assert rc == 2 and "no base tokenizer" in err and f"make tokenizer PROFILE={PROFILE}" in err
+
+
+def test_config_errors_name_the_key(tree, tmp_path):
+    from swallowlib.config import load_config
+
+    bad = write_config(tree["config"], tmp_path / "b.yaml", lambda d: d["train"]["runs"]["cpt"].update(init="run:x"))
+    with pytest.raises(ConfigError, match=r"train\.runs\.cpt\.init: no run named 'x'"):
+        load_config(bad)

@@ -1,0 +1,183 @@
+"""A miniature stage-01/02 output tree for the training tests: corpus parquet splits (ja, en, parallel) and two HF
+tokenizers (an English "base" and a larger mixed "expanded") under a temporary ``runs/`` directory, plus a profile
+config with a tiny model. Built once per test session (~2 s)."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from swallowlib import paths
+from swallowlib.tokenizer import base, export
+from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+
+PROFILE = "pytest-train"
+
+
+def _docs(pool: list[str], n: int, per_doc: int, sep: str, rng: random.Random) -> list[str]:
+    return [sep.join(rng.choice(pool) for _ in range(per_doc)) for _ in range(n)]
+
+
+def build_tree(root: Path) -> Path:
+    """``root/runs/<PROFILE>/{corpus,tokenizer}`` and ``root/<PROFILE>.yaml``; returns the config path."""
+    rng = random.Random(0)
+    runs = root / "runs" / PROFILE
+    corpus = runs / "corpus"
+    for split, n in (("train", 60), ("valid", 6)):
+        for lang, pool, sep in (("ja", JA_SENTENCES, ""), ("en", EN_SENTENCES, " ")):
+            d = corpus / lang
+            d.mkdir(parents=True, exist_ok=True)
+            texts = _docs(pool, n, 8, sep, rng)
+            pd.DataFrame({"text": texts, "source": "test", "doc_id": range(len(texts))}).to_parquet(
+                d / f"{split}.parquet"
+            )
+        d = corpus / "parallel"
+        d.mkdir(parents=True, exist_ok=True)
+        k = min(len(JA_SENTENCES), len(EN_SENTENCES))
+        pairs = [(EN_SENTENCES[i % k], JA_SENTENCES[i % k]) for i in range(n * 2)]
+        pd.DataFrame({"en": [p[0] for p in pairs], "ja": [p[1] for p in pairs], "source": "test"}).to_parquet(
+            d / f"{split}.parquet"
+        )
+    tok = runs / "tokenizer"
+    tok.mkdir(parents=True, exist_ok=True)
+    en_lines = _docs(EN_SENTENCES, 300, 3, " ", rng)
+    mixed = en_lines + _docs(JA_SENTENCES, 300, 3, "", rng)
+    m = base.train_sentencepiece(en_lines, 300, tok / "base_spm", seed=1)
+    export.export_hf(m, tok / "base")
+    m = base.train_sentencepiece(mixed, 520, tok / "expanded_spm", seed=1)
+    export.export_hf(m, tok / "expanded")
+    cfg = {
+        "profile": PROFILE,
+        "seed": 0,
+        "corpus": {"sources": []},
+        "train": {
+            "model": {
+                "hidden_size": 32,
+                "num_layers": 2,
+                "num_heads": 4,
+                "intermediate_size": 64,
+                "max_position_embeddings": 64,
+            },  # fmt: skip
+            "seq_len": 32,
+            "micro_batch_size": 4,
+            "optimizer": {"lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 3},
+            "checkpoint_fractions": [0.5, 1.0],
+            "save_every_steps": 4,
+            "keep_last": 2,
+            "log_every_steps": 2,
+            "eval_sequences": 2,
+            "num_proc": 1,
+            "runs": {
+                "base": {"init": "scratch", "tokenizer": "base", "mix": {"en": 1.0}, "tokens": 16 * 128},
+                "cpt": {"init": "run:base", "tokenizer": "base", "mix": {"ja": 0.9, "en": 0.1}, "tokens": 8 * 128},
+                "ve": {
+                    "init": "init:random",
+                    "tokenizer": "expanded",
+                    "mix": {"ja": 0.8, "en": 0.1, "parallel": 0.1},
+                    "tokens": 8 * 128,
+                },  # fmt: skip
+            },
+        },
+    }
+    p = root / f"{PROFILE}.yaml"
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return p
+
+
+def write_config(src: Path, dst: Path, mutate) -> Path:
+    """A copy of the test config with ``mutate(dict)`` applied."""
+    d = yaml.safe_load(src.read_text())
+    mutate(d)
+    dst.write_text(yaml.safe_dump(d, sort_keys=False), encoding="utf-8")
+    return dst
+
+
+class use_runs:
+    """Point ``paths.RUNS`` at a test tree (in-process calls); subprocesses get ``SWALLOW_RUNS`` from :func:`env`."""
+
+    def __init__(self, runs: Path):
+        self.runs = runs
+
+    def __enter__(self):
+        self.old = paths.RUNS
+        paths.RUNS = self.runs
+
+    def __exit__(self, *exc):
+        paths.RUNS = self.old
+
+
+def env(runs: Path, **extra) -> dict:
+    return dict(
+        os.environ, SWALLOW_RUNS=str(runs), PYTHONHASHSEED="0", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+        PYTHONPATH=str(paths.ROOT), **extra,
+    )  # fmt: skip
+
+
+def train_cmd(config: Path, run: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "swallowlib.train", "--config", str(config), "--run", run, "--no-progress", *args]
+
+
+def run_train(config: Path, run: str, runs: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(train_cmd(config, run, *args), env=env(runs), capture_output=True, text=True, cwd=paths.ROOT)
+    if check and p.returncode != 0:
+        raise AssertionError(f"training {run} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_expanded_init(runs: Path, method: str = "random") -> Path:
+    """A stand-in for stage 03: the base run's final model resized to the expanded tokenizer (new rows random)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from swallowlib.tokenizer.export import load_hf
+
+    prof = runs / PROFILE
+    out = prof / "embedding_init" / method
+    if (out / "config.json").is_file():
+        return out
+    m = AutoModelForCausalLM.from_pretrained(prof / "train" / "base" / "final", dtype=torch.float32)
+    torch.manual_seed(0)
+    m.resize_token_embeddings(len(load_hf(prof / "tokenizer" / "expanded")), mean_resizing=False)
+    m.save_pretrained(out)
+    return out
+
+
+def train_inprocess(config: Path, run: str, runs: Path, *, max_steps: int | None = None) -> dict:
+    """Build and train one run in this process (faster than a subprocess; same code as the CLI)."""
+    from swallowlib.config import apply_environment, load_config
+    from swallowlib.train.engine import make_accelerator, train
+    from swallowlib.train.job import build_job
+
+    with use_runs(runs):
+        cfg = load_config(config)
+        apply_environment(cfg)
+        acc = make_accelerator(cfg.train.precision)
+        job = build_job(cfg, run, acc, progress=False)
+        return train(job, acc, max_steps=max_steps)
+
+
+_SHARED: dict = {}
+
+
+def shared_tree(tmp_path_factory) -> dict:
+    """The session's test tree with the ``base`` run trained (in-process) once: ``{"root", "runs", "config"}``."""
+    if not _SHARED:
+        root = tmp_path_factory.mktemp("train-tree")
+        config = build_tree(root)
+        runs = root / "runs"
+        train_inprocess(config, "base", runs)
+        _SHARED.update(root=root, runs=runs, config=config)
+    return _SHARED
