@@ -2,6 +2,7 @@
 uninterrupted one (CPU); a corrupted latest checkpoint falls back to the previous one; every kind of bad input is
 one clear error."""
 
+import json
 import logging
 import shutil
 import signal
@@ -113,6 +114,19 @@ def test_a_different_config_or_vocabulary_is_refused(tree, tmp_path):
     )
     with pytest.raises(TrainError, match="vocabulary of 300, this run's tokenizer has 520"):
         train_inprocess(vocab, "base", runs)
+
+
+def test_restart_if_changed_trains_again(tree, tmp_path, capsys):
+    """What the pipeline passes: a run dir of a different identity is replaced, not refused (and not reused)."""
+    runs = _copy_tree(tree, tmp_path)
+    lr = write_config(tree["config"], tmp_path / "lr.yaml", lambda d: d["train"]["optimizer"].update(lr=1e-2))
+    with use_runs(runs):
+        rc = cli(["--config", str(lr), "--run", "base", "--no-progress", "--restart-if-changed"])
+    assert rc == 0
+    state = json.loads((runs / PROFILE / "train" / "base" / "final" / "trainer_state.json").read_text())
+    assert state["completed"] and not state.get("skipped") and state["start_step"] == 0
+    s = train_inprocess(lr, "base", runs)  # same identity now: finished, so skipped
+    assert s["skipped"]
 
 
 def test_a_finished_run_is_skipped(tree):

@@ -120,7 +120,7 @@ def train_base(cfg: Config, *, quiet: bool = False) -> Path | str:
         return d
     from swallowlib.train import launch
 
-    launch(cfg.path, cfg.embedding_init.base_run, quiet=quiet)
+    launch(cfg.path, cfg.embedding_init.base_run, quiet=quiet, extra_args=("--restart-if-changed",))
     return d
 
 
@@ -274,7 +274,7 @@ def run_comparison(cfg: Config, *, quiet: bool = True) -> pd.DataFrame:
     rows = []
     torch.manual_seed(cfg.seed)
     for name in comparison_runs(cfg):
-        launch(cfg.path, name, quiet=quiet)
+        launch(cfg.path, name, quiet=quiet, extra_args=("--restart-if-changed",))
         method, seed = name[len("init-cmp-") :].rsplit("-s", 1)
         model = AutoModelForCausalLM.from_pretrained(
             str(paths.run_out_dir(cfg.profile, name) / "final"), local_files_only=True

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after this many optimizer steps of this invocation, without saving (the next call resumes)",
     )
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar (log lines only)")
+    ap.add_argument(
+        "--restart-if-changed",
+        action="store_true",
+        help="start over when the run directory belongs to a different config/init/tokenizer (else: an error)",
+    )
     args = ap.parse_args(argv)
 
     from swallowlib.config import ConfigError, apply_environment, load_config
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(paths.run_out_dir(cfg.profile, args.run), ignore_errors=True)
             acc.wait_for_everyone()
         job = build_job(cfg, args.run, acc, progress=not args.no_progress)
-        summary = train(job, acc, max_steps=args.max_steps)
+        summary = train(job, acc, max_steps=args.max_steps, restart_if_changed=args.restart_if_changed)
     except (ConfigError, TrainError, CheckpointError, DataError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -356,11 +356,13 @@ def total_steps_of(job: Job, world_size: int) -> int:
     return max(1, math.ceil(job.tokens / (job.micro_batch_size * job.grad_accum * world_size * job.seq_len)))
 
 
-def train(job: Job, accelerator=None, *, max_steps: int | None = None) -> dict:
+def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_if_changed: bool = False) -> dict:
     """Run (or resume, or skip when finished) one job; returns a summary dict (also saved in ``final/``).
 
     ``max_steps`` stops after that many optimizer steps of this invocation without saving (a simulated kill, for
-    the GPU check); the run resumes from its last checkpoint next time.
+    the GPU check); the run resumes from its last checkpoint next time. ``restart_if_changed`` deletes a run
+    directory that belongs to a different run identity (new config, start weights or tokenizer) instead of refusing
+    it - what a pipeline wants after an upstream stage was rebuilt; a killed run of the *same* identity still resumes.
     """
     from tqdm.auto import tqdm
 
@@ -377,6 +379,14 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None) -> dict:
 
     fields = identity_fields(job, world)
     fp = _hash(fields)
+    if restart_if_changed:
+        if is_main:
+            try:
+                check_run_dir(out, fields)
+            except TrainError as e:
+                log.warning("%s: %s -- starting over (restart_if_changed)", job.name, e)
+                shutil.rmtree(out)
+        acc.wait_for_everyone()
     check_run_dir(out, fields)  # every process checks (an error on one only would leave the others waiting)
     done_before = summary_of(out)
     if done_before is not None:
