@@ -43,6 +43,10 @@ TRACKED = (
 )
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once (the only portable way is to set it and put it back)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``; a failure
     leaves the old file (or nothing) behind, never half of the new one."""
@@ -50,6 +54,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files, readable like any other
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
