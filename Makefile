@@ -31,8 +31,9 @@ CORPUS_CODE := $(CORE_CODE) $(wildcard swallowlib/corpus/*.py)
 TOKENIZER_CODE := $(CORE_CODE) $(wildcard swallowlib/tokenizer/*.py)
 TRAIN_CODE := $(CORE_CODE) $(wildcard swallowlib/train/*.py) $(wildcard configs/accelerate/*.yaml)
 EMBED_CODE := $(TRAIN_CODE) $(wildcard swallowlib/embedding_init/*.py)
+EVAL_CODE := $(CORE_CODE) $(wildcard swallowlib/eval/*.py)
 
-.PHONY: help venv reproduce smoke corpus tokenizer embedding-init pretrain test lint bench lab report gpu-check clean-runs
+.PHONY: help venv reproduce smoke corpus tokenizer embedding-init pretrain eval test lint bench lab report gpu-check clean-runs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}'
@@ -73,7 +74,13 @@ $(NB_OUT)/04_pretrain.ipynb: notebooks/04_pretrain.ipynb $(CONFIG) $(TRAIN_CODE)
 
 pretrain: embedding-init $(NB_OUT)/04_pretrain.ipynb ## stage 04: the continual pre-training runs (subprocesses)
 
-reproduce: corpus tokenizer embedding-init pretrain ## run every notebook of PROFILE through papermill (skips what is up to date)
+$(NB_OUT)/05_eval.ipynb: notebooks/05_eval.ipynb $(CONFIG) $(EVAL_CODE) $(NB_OUT)/04_pretrain.ipynb | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+eval: pretrain $(NB_OUT)/05_eval.ipynb ## stage 05: lm-eval over every checkpoint, one results table
+
+reproduce: corpus tokenizer embedding-init pretrain eval ## run every notebook of PROFILE through papermill (skips what is up to date)
 	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/"
 
 smoke: ## the smoke profile end to end (what CI runs)

@@ -323,6 +323,40 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Stage 05: evaluation (lm-evaluation-harness; swallowlib/eval)
+
+#: The offline tasks stage 05 builds from the held-out files of stage 01 (swallowlib/eval/tasks.py).
+EVAL_TASKS = ("bpb_ja", "bpb_en", "translate_en_ja", "translate_ja_en", "faq_ja", "faq_en", "synopsis_ja",
+              "synopsis_en")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Stage 05: which offline tasks, how many examples, which checkpoints; lm-eval registry tasks on GPU profiles."""
+
+    tasks: list[str] = field(default_factory=lambda: list(EVAL_TASKS))  # names from EVAL_TASKS
+    # Tasks for the milestones before a run's last checkpoint (the score-vs-tokens curves); the last one gets all of
+    # ``tasks``. Bits per byte is cheap (log-likelihood only) and the measure that compares vocabularies.
+    milestone_tasks: list[str] = field(default_factory=lambda: ["bpb_ja", "bpb_en"])
+    max_examples: int = 40  # documents / pairs / questions per task (a seeded sample of the held-out file)
+    bpb_max_chars: int = 2000  # each held-out document is cut to this many characters for bits per byte
+    max_chars: int = 120  # translation pairs and synopses longer than this (characters, either side) are left out
+    description_chars: int = 400  # synopsis task: the package description is cut to this many characters
+    faq_answer_chars: int = 200  # FAQ answers (the choices) are cut to this many characters
+    faq_choices: int = 4  # the right answer + distractors drawn from other answers in the same language
+    shots: dict[str, int] = field(default_factory=lambda: {"translate": 4, "synopsis": 1, "faq": 0})
+    max_gen_tokens: int = 64  # greedy generation stops at a newline or after this many tokens
+    batch_size: int = 8  # sequences per forward pass
+    bootstrap_iters: int = 100  # lm-eval's bootstrap for the stderr of non-mean metrics (0: no stderr at all)
+    runs: list[str] | None = None  # runs to evaluate (None: every run in train.runs)
+    milestones: bool = True  # every milestone of a run (False: its final checkpoint only)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # GPU profiles: the paper's tasks by their lm-eval registry names -> shots (checked against the registry).
+    harness_tasks: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The whole file
 
 
@@ -335,6 +369,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     embedding_init: EmbeddingInitConfig = field(default_factory=EmbeddingInitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
     path: str = ""  # filled in by load_config: the file it came from
@@ -541,6 +576,29 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
                     fail(f"runs.{name}.init", f"no run named {other!r} (known: {', '.join(obj.runs)})")
                 if other == name:
                     fail(f"runs.{name}.init", "a run cannot start from itself")
+    elif isinstance(obj, EvalConfig):
+        for i, name in enumerate(obj.tasks):
+            if name not in EVAL_TASKS:
+                fail(f"tasks[{i}]", f"unknown task {name!r} (known: {', '.join(EVAL_TASKS)})")
+        for i, name in enumerate(obj.milestone_tasks):
+            if name not in EVAL_TASKS:
+                fail(f"milestone_tasks[{i}]", f"unknown task {name!r} (known: {', '.join(EVAL_TASKS)})")
+        for name in ("max_examples", "bpb_max_chars", "max_chars", "description_chars", "faq_answer_chars",
+                     "max_gen_tokens", "batch_size"):
+            if getattr(obj, name) < 1:
+                fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+        if obj.faq_choices < 2:
+            fail("faq_choices", f"expected >= 2 (the answer and at least one distractor), got {obj.faq_choices}")
+        for kind, n in obj.shots.items():
+            if kind not in ("translate", "synopsis", "faq"):
+                fail(f"shots.{kind}", "unknown task kind (expected translate, synopsis or faq)")
+            if n < 0:
+                fail(f"shots.{kind}", f"expected >= 0 shots, got {n}")
+        for name, n in obj.harness_tasks.items():
+            if n < 0:
+                fail(f"harness_tasks.{name}", f"expected >= 0 shots, got {n}")
+        if obj.bootstrap_iters < 0:
+            fail("bootstrap_iters", f"expected >= 0, got {obj.bootstrap_iters}")
     elif isinstance(obj, ExecutorConfig):
         if obj.workers < 1 or obj.tasks < 1:
             fail("workers", "workers and tasks must be >= 1")
@@ -583,6 +641,10 @@ def load_config(path_or_profile: str | Path) -> Config:
     if "path" in data:
         raise ConfigError(f"{p}: path: unknown key (it is set by the loader)")
     cfg = _build(Config, data, "", str(p))
+    for i, run in enumerate(cfg.eval.runs or []):
+        if run not in cfg.train.runs:
+            known = ", ".join(cfg.train.runs)
+            raise ConfigError(f"{p}: eval.runs[{i}]: no run named {run!r} in train.runs (known: {known})")
     if cfg.offline and cfg.corpus.hub:
         raise ConfigError(f"{p}: corpus.hub: Hub sources need `offline: false` in the profile")
     return dataclasses.replace(cfg, path=str(p))

@@ -73,6 +73,11 @@ def token_cache_dir(profile: str) -> Path:
     return train_dir(profile) / "_cache"
 
 
+def eval_dir(profile: str) -> Path:
+    """Stage 05 outputs: generated lm-eval tasks (``tasks/``), lm-eval JSON per checkpoint, the tidy results table."""
+    return run_dir(profile) / "eval"
+
+
 def machine_dir() -> Path:
     """Facts measured once about this machine (e.g. its fp32 matmul peak for MFU), shared by all profiles."""
     return RUNS / "_machine"

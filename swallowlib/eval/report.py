@@ -1,0 +1,79 @@
+"""Tables and figures of stage 05, read from ``runs/<profile>/eval/`` (for ``notebooks/05_eval.ipynb``).
+
+>>> from swallowlib.eval import report
+>>> report.final_table("tiny")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from swallowlib import paths
+from swallowlib.provenance import save_figure
+
+#: The metric shown per task in the summary (lower is better for bits per byte).
+HEADLINE = {
+    "bpb_ja": "bits_per_byte", "bpb_en": "bits_per_byte", "translate_en_ja_ref": "bits_per_byte",
+    "translate_ja_en_ref": "bits_per_byte", "translate_en_ja": "chrf", "translate_ja_en": "chrf", "faq_ja": "acc",
+    "faq_en": "acc", "synopsis_ja": "rouge2_words", "synopsis_en": "rouge2_words",
+}  # fmt: skip
+
+
+def results(profile: str) -> pd.DataFrame:
+    """The tidy results table (run, checkpoint, step, tokens, task, metric, value, stderr)."""
+    return pd.read_csv(paths.eval_dir(profile) / "results.csv")
+
+
+def final_table(profile: str) -> pd.DataFrame:
+    """Each run's last checkpoint: every task's metrics, one column per run."""
+    df = results(profile)
+    df = df[df["metric"] != "sample_len"]
+    last = df.loc[df.groupby("run")["step"].transform("max") == df["step"]]
+    t = last.pivot_table(index=["task", "metric"], columns="run", values="value", aggfunc="first")
+    return t.round(3)
+
+
+def confound_table(profile: str) -> pd.DataFrame:
+    """Synopsis ROUGE-2 on MeCab words vs on each model's own tokens (the suspected XL-Sum confound)."""
+    df = results(profile)
+    df = df[df["task"].str.startswith("synopsis") & df["metric"].isin(["rouge2_words", "rouge2_tokens"])]
+    last = df.loc[df.groupby("run")["step"].transform("max") == df["step"]]
+    return last.pivot_table(index=["task", "run"], columns="metric", values="value", aggfunc="first").round(4)
+
+
+def curves_figure(profile: str, save: bool = True):
+    """Japanese and English bits per byte vs training tokens, per run (every evaluated checkpoint)."""
+    df = results(profile)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, task in zip(axes, ("bpb_ja", "bpb_en"), strict=True):
+        sub = df[(df["task"] == task) & (df["metric"] == "bits_per_byte")].sort_values("tokens")
+        for run, g in sub.groupby("run", sort=False):
+            ax.plot(g["tokens"], g["value"], marker="o", label=run)
+        ax.set_xlabel("training tokens of the run")
+        ax.set_ylabel("bits per byte (held-out)")
+        ax.set_title({"bpb_ja": "Japanese", "bpb_en": "English"}[task])
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, paths.figures_dir(profile) / "eval_curves.png")
+    return fig
+
+
+def samples(profile: str, run: str, task: str, n: int = 3, checkpoint: str | None = None) -> pd.DataFrame:
+    """A few generations of one task from a run's last (or the named) evaluated checkpoint, with the reference."""
+    d = paths.eval_dir(profile) / "results" / run
+    files = sorted(f for f in d.glob("*.json") if not f.name.endswith(".error.json"))
+    if checkpoint:
+        files = [d / f"{checkpoint}.json"]
+    if not files:
+        raise FileNotFoundError(f"{d}: no evaluated checkpoints of run {run!r}")
+    res = json.loads(files[-1].read_text(encoding="utf-8"))
+    rows = []
+    for s in res["samples"].get(f"swallow_{task}", [])[:n]:
+        out = s["filtered_resps"][0] if s.get("filtered_resps") else ""
+        rows.append({"reference": s["target"], "generation": out if isinstance(out, str) else str(out)})
+    return pd.DataFrame(rows)

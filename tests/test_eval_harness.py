@@ -1,0 +1,237 @@
+"""Stage 05 (swallowlib.eval): local lm-eval tasks from held-out files, a real lm-eval run on a tiny random Llama,
+determinism, the lm-eval registry check of GPU task names, and the bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from swallowlib import paths
+from swallowlib.config import ConfigError, load_config
+from swallowlib.eval import harness, metrics, tasks
+from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+from tests.train_helpers import PROFILE, build_tree, use_runs, write_config
+
+#: The paper's lm-eval tasks and shots (DESIGN §2, §5 "05 eval"), as a GPU profile lists them in eval.harness_tasks.
+PAPER_TASKS = {
+    "ja_leaderboard_jcommonsenseqa": 4, "ja_leaderboard_jsquad": 4, "ja_leaderboard_jaqket_v2": 4,
+    "ja_leaderboard_xlsum": 1, "ja_leaderboard_mgsm": 4, "ja_leaderboard_jnli": 3, "ja_leaderboard_marc_ja": 3,
+    "ja_leaderboard_xwinograd": 0, "openbookqa": 8, "triviaqa": 8, "hellaswag": 8, "xwinograd_en": 8, "gsm8k": 4,
+    "squadv2": 4,
+}  # fmt: skip
+
+EVAL = {"max_examples": 4, "bpb_max_chars": 200, "max_chars": 80, "faq_answer_chars": 60, "max_gen_tokens": 8,
+        "shots": {"translate": 1, "synopsis": 1, "faq": 0}, "batch_size": 4, "runs": ["base", "ve"],
+        "bootstrap_iters": 10}  # fmt: skip
+
+
+def _model(vocab: int, out, state: dict) -> None:
+    """A random 2-layer Llama of ``vocab`` rows saved as an HF checkpoint with its trainer_state.json."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=512, bos_token_id=1, eos_token_id=2)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    (out / "trainer_state.json").write_text(json.dumps(state))
+
+
+def _write_jsonl(path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A profile with corpus test splits, eval jsonl files, two tokenizers and two runs' checkpoints."""
+    from transformers import AutoTokenizer
+
+    root = tmp_path_factory.mktemp("eval-tree")
+    config = build_tree(root)
+    config = write_config(config, root / "eval.yaml", lambda d: d.update(eval=EVAL))
+    prof = root / "runs" / PROFILE
+    rng = random.Random(0)
+    for lang, pool, sep in (("ja", JA_SENTENCES, ""), ("en", EN_SENTENCES, " ")):
+        texts = [sep.join(rng.choice(pool) for _ in range(4)) for _ in range(6)]
+        pd.DataFrame({"text": texts}).to_parquet(prof / "corpus" / lang / "test.parquet")
+    k = min(len(JA_SENTENCES), len(EN_SENTENCES))
+    ev = prof / "corpus" / "eval"
+    _write_jsonl(ev / "parallel.jsonl", [{"id": f"p{i}", "group": f"g{i}", "en": EN_SENTENCES[i], "ja": JA_SENTENCES[i]}
+                                         for i in range(k)])
+    _write_jsonl(ev / "faq.jsonl", [{"id": f"{lang}{i}", "lang": lang, "question": q, "answer": a}
+                                    for lang, pool in (("en", EN_SENTENCES), ("ja", JA_SENTENCES))
+                                    for i, (q, a) in enumerate(zip(pool, pool[1:], strict=False))])
+    _write_jsonl(ev / "synopsis.jsonl", [{"id": f"s{lang}{i}", "lang": lang, "group": f"g{i}", "package": f"p{i}",
+                                          "synopsis": pool[i][:30], "description": pool[i] + pool[(i + 1) % len(pool)]}
+                                         for lang, pool in (("en", EN_SENTENCES), ("ja", JA_SENTENCES))
+                                         for i in range(len(pool))])
+    sizes = {n: len(AutoTokenizer.from_pretrained(prof / "tokenizer" / n)) for n in ("base", "expanded")}
+    for run, tok, step in (("base", "base", 4), ("ve", "expanded", 2)):
+        d = prof / "train" / run / "milestones" / f"step-{step:08d}"
+        _model(sizes[tok], d, {"run": run, "step": step, "tokens": step * 128})
+        for f in (prof / "tokenizer" / tok).iterdir():
+            shutil.copy(f, d / f.name)
+    return {"root": root, "runs": root / "runs", "config": config, "prof": prof, "sizes": sizes}
+
+
+def test_tasks_written_and_seeded(tree, tmp_path):
+    with use_runs(tree["runs"]):
+        cfg = load_config(tree["config"])
+        a = tasks.build_tasks(cfg, tmp_path / "a")
+        b = tasks.build_tasks(cfg, tmp_path / "b")
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for n in names:
+        if n.endswith(".jsonl"):
+            assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    y = yaml.safe_load((a / "bpb_ja.yaml").read_text())
+    assert y["output_type"] == "loglikelihood_rolling" and y["dataset_path"] == "json"
+    assert (a / "translate_en_ja_ref.yaml").is_file()
+    faq = [json.loads(x) for x in (a / "faq_ja.test.jsonl").read_text().splitlines()]
+    assert len(faq) == 4 and all(len(r["choices"]) == 4 and r["choices"][r["gold"]] for r in faq)
+    # Shots never share a group (package) with a test item.
+    test = {json.loads(x)["id"] for x in (a / "translate_en_ja.test.jsonl").read_text().splitlines()}
+    shots = {json.loads(x)["id"] for x in (a / "translate_en_ja.shots.jsonl").read_text().splitlines()}
+    assert test and shots and not test & shots
+
+
+def test_lm_eval_runs_and_is_deterministic(tree):
+    """Every local task through lm_eval.simple_evaluate on a tiny random Llama; re-run, with identical numbers."""
+    with use_runs(tree["runs"]):
+        cfg = load_config(tree["config"])
+        s1 = harness.run_eval(cfg)
+        assert not s1["failed"], s1["failed"]
+        assert {(r, c) for r, c, _ in s1["evaluated"]} == {("base", "step-00000004"), ("ve", "step-00000002")}
+        df1 = harness.collect(PROFILE)
+        s2 = harness.run_eval(cfg)  # already evaluated: skipped
+        assert not s2["evaluated"] and len(s2["skipped"]) == 2
+        s3 = harness.run_eval(cfg, runs=["ve"], force=True)
+        df3 = harness.collect(PROFILE)
+    assert [(r, c) for r, c, _ in s3["evaluated"]] == [("ve", "step-00000002")]
+    pd.testing.assert_frame_equal(df1, df3)
+    assert list(df1.columns) == harness.TABLE_COLUMNS
+    got = set(zip(df1.task, df1.metric, strict=True))
+    for want in [("bpb_ja", "bits_per_byte"), ("bpb_en", "bits_per_byte"), ("translate_en_ja", "chrf"),
+                 ("translate_ja_en", "bleu"), ("translate_en_ja_ref", "bits_per_byte"), ("faq_ja", "acc"),
+                 ("faq_en", "acc_norm"), ("synopsis_ja", "rouge2_words"), ("synopsis_ja", "rouge2_tokens")]:
+        assert want in got, want
+    bpb = df1[(df1.metric == "bits_per_byte") & (df1.task == "bpb_ja")]
+    # A random model over V pieces: about log2(V) bits per token, so several bits per byte, finite and positive.
+    assert len(bpb) == 2 and (bpb.value > 0.5).all() and (bpb.value < 20).all()
+    assert (tree["runs"] / PROFILE / "eval" / "results.parquet").is_file()
+    res = json.loads((tree["runs"] / PROFILE / "eval" / "results" / "ve" / "step-00000002.json").read_text())
+    assert res["swallow"]["tokens"] == 256 and res["samples"]["swallow_translate_en_ja"]
+
+
+def test_one_bad_checkpoint_keeps_the_others(tree, tmp_path):
+    """A checkpoint without weights is recorded as an error; the good one is still evaluated and tabled."""
+    bad = tree["prof"] / "train" / "broken" / "milestones" / "step-00000001"
+    bad.mkdir(parents=True, exist_ok=True)
+    (bad / "config.json").write_text(json.dumps({"vocab_size": 10}))
+    good = tree["prof"] / "train" / "base" / "milestones" / "step-00000004"
+    with use_runs(tree["runs"]):
+        cfg = load_config(tree["config"])
+        s = harness.run_eval(cfg, checkpoints=[bad, good], force=True)
+    assert [(r, c) for r, c, _ in s["failed"]] == [("broken", "step-00000001")]
+    assert "missing model weights" in s["failed"][0][2]
+    assert [(r, c) for r, c, _ in s["evaluated"]] == [("base", "step-00000004")]
+    err = tree["runs"] / PROFILE / "eval" / "results" / "broken" / "step-00000001.error.json"
+    assert "missing model weights" in json.loads(err.read_text())["error"]
+
+
+def test_checkpoint_errors(tree, tmp_path):
+    prof = tree["prof"]
+    with pytest.raises(harness.CheckpointError, match="checkpoint directory not found"):
+        harness.check_checkpoint(tmp_path / "nope")
+    d = tmp_path / "noconfig"
+    d.mkdir()
+    with pytest.raises(harness.CheckpointError, match="missing config.json"):
+        harness.check_checkpoint(d)
+    # Weights of the expanded size with the base tokenizer: the tokenizer does not match the embedding.
+    d = tmp_path / "mismatch"
+    _model(tree["sizes"]["expanded"] + 100, d, {"step": 1})
+    for f in (prof / "tokenizer" / "base").iterdir():
+        shutil.copy(f, d / f.name)
+    with pytest.raises(harness.CheckpointError, match="does not match the embedding size"):
+        harness.check_checkpoint(d)
+    # No tokenizer files: the profile's tokenizer of the right size is used.
+    d = tmp_path / "notok"
+    _model(tree["sizes"]["expanded"], d, {"step": 1})
+    with pytest.raises(harness.CheckpointError, match="missing tokenizer files"):
+        harness.check_checkpoint(d)
+    with use_runs(tree["runs"]):
+        assert harness.check_checkpoint(d, PROFILE) == prof / "tokenizer" / "expanded"
+
+
+def test_empty_or_missing_heldout_file(tree, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(tree["prof"] / "corpus", root / PROFILE / "corpus")
+    (root / PROFILE / "corpus" / "eval" / "faq.jsonl").write_text("")
+    with use_runs(root):
+        cfg = load_config(tree["config"])
+        with pytest.raises(tasks.EvalDataError, match=r"faq.jsonl: held-out file is empty"):
+            tasks.build_tasks(cfg, tmp_path / "t")
+        (root / PROFILE / "corpus" / "ja" / "test.parquet").unlink()
+        with pytest.raises(tasks.EvalDataError, match=r"test.parquet: held-out split not found"):
+            tasks.build_tasks(cfg, tmp_path / "t")
+
+
+def test_unknown_task_names(tree, tmp_path):
+    cfg = write_config(tree["config"], tmp_path / "bad.yaml", lambda d: d["eval"].update(tasks=["bpb_ja", "hellaswag"]))
+    with pytest.raises(ConfigError, match=r"eval.tasks\[1\]: unknown task 'hellaswag'"):
+        load_config(cfg)
+    cfg = write_config(tree["config"], tmp_path / "bad2.yaml", lambda d: d["eval"].update(runs=["nope"]))
+    with pytest.raises(ConfigError, match=r"eval.runs\[0\]: no run named 'nope'"):
+        load_config(cfg)
+    with pytest.raises(ValueError, match="unknown lm-eval task 'no_such_task_xyz'"):
+        harness.check_harness_tasks(["hellaswag", "no_such_task_xyz"], _registry())
+
+
+_TM: list = []
+
+
+def _registry():
+    if not _TM:
+        _TM.append(harness.task_manager())
+    return _TM[0]
+
+
+def test_paper_task_names_exist_in_lm_eval_registry():
+    """The paper's tasks, and every task a profile in configs/ lists, exist in the installed lm-eval (offline)."""
+    names = set(PAPER_TASKS)
+    for f in sorted(paths.CONFIGS.glob("*.yaml")):
+        names |= set(load_config(f).eval.harness_tasks)
+    harness.check_harness_tasks(sorted(names), _registry())
+
+
+def test_rouge_words_vs_tokens_and_mecab_bleu():
+    """ROUGE-2 on MeCab words differs from ROUGE-2 on pieces; Japanese BLEU is computed on MeCab words."""
+    ref, pred = "設定ファイルを編集する", "設定ファイルを確認する"
+    w = metrics.rouge2_f(pred, ref, lambda s: metrics.words(s, "ja"))
+    c = metrics.rouge2_f(pred, ref, list)  # characters as the "tokens" of a very small vocabulary
+    assert 0 < w < 1 and 0 < c < 1 and w != c
+    assert metrics.rouge2_f(ref, ref, lambda s: metrics.words(s, "ja")) == 1.0
+    items = [(ref, ref, "ja")] * 2
+    assert metrics.corpus_bleu(items) == pytest.approx(100.0)
+    assert metrics.corpus_chrf([(ref, pred, "ja")]) < 100.0
+    assert metrics.bits_per_byte([(-8 * 0.6931471805599453, 8)]) == pytest.approx(1.0)
+
+
+def test_only_the_last_checkpoint_gets_every_task(tree, tmp_path):
+    """Earlier milestones get eval.milestone_tasks (the score-vs-tokens curve), the last one the whole suite."""
+    runs = tmp_path / "runs"
+    for name in ("step-00000002", "step-00000004"):
+        d = runs / PROFILE / "train" / "base" / "milestones" / name
+        d.mkdir(parents=True)
+        (d / "trainer_state.json").write_text(json.dumps({"step": int(name[5:]), "tokens": 64 * int(name[5:])}))
+    with use_runs(runs):
+        cfg = load_config(tree["config"])
+        cks = harness.discover(cfg, ["base"])
+    assert [(c.name, c.last) for c in cks] == [("step-00000002", False), ("step-00000004", True)]
+    assert set(cfg.eval.milestone_tasks) < set(cfg.eval.tasks)
