@@ -327,14 +327,15 @@ class TrainConfig:
 
 #: The offline tasks stage 05 builds from the held-out files of stage 01 (swallowlib/eval/tasks.py).
 EVAL_TASKS = ("bpb_ja", "bpb_en", "translate_en_ja", "translate_ja_en", "faq_ja", "faq_en", "synopsis_ja",
-              "synopsis_en")
+              "synopsis_en", "jmdict_ja_en")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Stage 05: which offline tasks, how many examples, which checkpoints; lm-eval registry tasks on GPU profiles."""
 
-    tasks: list[str] = field(default_factory=lambda: list(EVAL_TASKS))  # names from EVAL_TASKS
+    # Names from EVAL_TASKS. jmdict_ja_en is opt-in: it needs the jamdict-data sdist (fetched by stage 02's coverage).
+    tasks: list[str] = field(default_factory=lambda: [t for t in EVAL_TASKS if t != "jmdict_ja_en"])
     # Tasks for the milestones before a run's last checkpoint (the score-vs-tokens curves); the last one gets all of
     # ``tasks``. Bits per byte is cheap (log-likelihood only) and the measure that compares vocabularies.
     milestone_tasks: list[str] = field(default_factory=lambda: ["bpb_ja", "bpb_en"])

@@ -235,3 +235,45 @@ def test_only_the_last_checkpoint_gets_every_task(tree, tmp_path):
         cks = harness.discover(cfg, ["base"])
     assert [(c.name, c.last) for c in cks] == [("step-00000002", False), ("step-00000004", True)]
     assert set(cfg.eval.milestone_tasks) < set(cfg.eval.tasks)
+
+
+def test_jmdict_words_and_task(tree, tmp_path, monkeypatch):
+    """JMdict extraction from a jamdict-shaped SQLite file, and the word -> gloss multiple-choice task built on it."""
+    import sqlite3
+
+    from swallowlib.eval import jmdict
+
+    db = tmp_path / "jamdict.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE Kanji (ID INTEGER PRIMARY KEY, idseq INTEGER, text TEXT);
+        CREATE TABLE KJP (kid INTEGER, text TEXT);
+        CREATE TABLE Sense (ID INTEGER PRIMARY KEY, idseq INTEGER);
+        CREATE TABLE SenseGloss (sid INTEGER, lang TEXT, gend TEXT, text TEXT);
+        INSERT INTO Kanji VALUES (1, 10, '猫'), (2, 20, '犬'), (3, 30, '鳥'), (4, 40, '魚'), (5, 50, '稀');
+        INSERT INTO KJP VALUES (1, 'ichi1'), (2, 'ichi1'), (3, 'ichi1'), (4, 'ichi1'), (5, 'news2');
+        INSERT INTO Sense VALUES (100, 10), (101, 10), (200, 20), (300, 30), (400, 40), (500, 50);
+        INSERT INTO SenseGloss VALUES (100, 'eng', NULL, 'cat'), (100, 'eng', NULL, 'feline'),
+            (101, 'eng', NULL, 'second sense'), (100, 'ger', NULL, 'Katze'), (200, 'eng', NULL, 'dog'),
+            (300, 'eng', NULL, 'bird'), (400, 'eng', NULL, 'fish'), (500, 'eng', NULL, 'rare');
+    """)
+    con.commit()
+    con.close()
+    words = jmdict.read_common_words(db)
+    # One row per ichi1 entry (稀 is news2): its first English gloss of the first sense.
+    assert [(w["id"], w["word"], w["gloss"]) for w in words] == [
+        ("jmdict/10", "猫", "cat"), ("jmdict/20", "犬", "dog"),
+        ("jmdict/30", "鳥", "bird"), ("jmdict/40", "魚", "fish"),
+    ]  # fmt: skip
+    monkeypatch.setattr(jmdict, "common_words", lambda db_path=None: words)
+    with use_runs(tree["runs"]):
+        cfg = load_config(write_config(tree["config"], tmp_path / "j.yaml",
+                                       lambda d: d["eval"].update(tasks=["jmdict_ja_en"])))
+        out = tasks.build_tasks(cfg, tmp_path / "t")
+    rows = [json.loads(x) for x in (out / "jmdict_ja_en.test.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(len(r["choices"]) == 4 and len(set(r["choices"])) == 4 for r in rows)
+    gloss = {w["word"]: w["gloss"] for w in words}
+    assert all(r["choices"][r["gold"]] == gloss[r["word"]] for r in rows)
+    with pytest.raises(ValueError, match="not a jamdict database"):
+        (tmp_path / "x.sqlite").write_bytes(b"")
+        jmdict.read_common_words(tmp_path / "x.sqlite")

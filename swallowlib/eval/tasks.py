@@ -13,6 +13,7 @@ translate_en_ja …  ``swallow_translate_en_ja`` (greedy, k-shot)               
                    ``swallow_translate_en_ja_ref`` (log-likelihood of the ref.)    bits_per_byte
 faq_ja / faq_en    ``swallow_faq_<lang>`` (question -> answer, multiple choice)    acc, acc_norm, acc_bytes
 synopsis_ja / _en  ``swallow_synopsis_<lang>`` (description -> synopsis, greedy)   rouge2_words, rouge2_tokens
+jmdict_ja_en       ``swallow_jmdict_ja_en`` (JMdict word -> English gloss, MC)     acc, acc_norm
 =================  ==============================================================  ===============================
 
     python -m swallowlib.eval --config configs/tiny.yaml --tasks-only     # write runs/tiny/eval/tasks/ and stop
@@ -234,6 +235,29 @@ def build_tasks(cfg: Config, out: Path | None = None) -> Path:
                      doc_to_choice="choices", doc_to_target="gold", num_fewshot=0,
                      metric_list=[{"metric": m, "aggregation": "mean", "higher_is_better": True}
                                   for m in ("acc", "acc_norm", "acc_bytes")])
+            yamls[task] = y
+        elif kind == "jmdict":
+            from swallowlib.eval.jmdict import common_words
+
+            words = sorted(common_words(), key=lambda w: w["id"])
+            glosses = {w["gloss"] for w in words}
+            if len(glosses) < ec.faq_choices:
+                raise EvalDataError(f"JMdict: {len(glosses)} distinct glosses, need at least {ec.faq_choices}")
+            rng = random.Random(ec.seed)
+            pool = sorted(glosses)
+            conv = []
+            for w in rng.sample(words, min(ec.max_examples, len(words))):
+                others = rng.sample([g for g in pool if g != w["gloss"]], ec.faq_choices - 1)
+                choices = [*others, w["gloss"]]
+                rng.shuffle(choices)
+                conv.append({"id": w["id"], "word": w["word"], "choices": choices, "gold": choices.index(w["gloss"])})
+            _write_jsonl(out / f"{task}.test.jsonl", conv)
+            y = _base_yaml(task, out, False)
+            # The parallel-text template of training ("Japanese: …\nEnglish: …"), zero-shot.
+            y.update(output_type="multiple_choice", doc_to_text="Japanese: {{word}}\nEnglish:",
+                     doc_to_choice="choices", doc_to_target="gold", num_fewshot=0,
+                     metric_list=[{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                                  for m in ("acc", "acc_norm")])
             yamls[task] = y
         elif kind == "synopsis":
             path = evald / "synopsis.jsonl"
