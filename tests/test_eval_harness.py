@@ -277,3 +277,20 @@ def test_jmdict_words_and_task(tree, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a jamdict database"):
         (tmp_path / "x.sqlite").write_bytes(b"")
         jmdict.read_common_words(tmp_path / "x.sqlite")
+
+
+def test_a_continued_run_starts_its_curve_at_its_start_weights(tree, tmp_path):
+    """cpt continues from base's final weights: they are its step-0 point (0 tokens, bits-per-byte tasks only)."""
+    runs = tmp_path / "runs"
+    final = runs / PROFILE / "train" / "base" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    m = runs / PROFILE / "train" / "cpt" / "milestones" / "step-00000004"
+    m.mkdir(parents=True)
+    (m / "trainer_state.json").write_text(json.dumps({"step": 4, "tokens": 512}))
+    with use_runs(runs):
+        cfg = load_config(tree["config"])
+        cks = harness.discover(cfg, ["cpt"])
+    assert [(c.name, c.path, c.tokens, c.last) for c in cks] == [
+        ("step-00000000", final, 0, False), ("step-00000004", m, 512, True),
+    ]  # fmt: skip

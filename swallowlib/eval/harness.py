@@ -111,8 +111,21 @@ def _state(d: Path) -> dict:
         return {}
 
 
+def _start_weights(cfg: Config, run: str) -> Path | None:
+    """The directory a continued run started from (``run:`` / ``init:`` / a path), or None (scratch, Hub id)."""
+    from swallowlib.train.job import get_run, resolve_init
+
+    try:
+        init = resolve_init(cfg, run, get_run(cfg, run))
+    except Exception as e:  # the start is gone (e.g. stage 03 rebuilt): the run's own checkpoints still count
+        log.warning("run %s: its start weights cannot be resolved (%s); no step-0 point", run, e)
+        return None
+    return Path(init) if init != "scratch" and Path(init).is_dir() else None
+
+
 def discover(cfg: Config, runs: list[str] | None = None) -> list[Checkpoint]:
-    """Every milestone (and a final that is not also a milestone) of the configured runs that exist on disk."""
+    """Every milestone (and a final that is not also a milestone) of the configured runs that exist on disk, plus,
+    for a run that continued from other weights, those weights as ``step-00000000`` (0 tokens)."""
     runs = runs or cfg.eval.runs or list(cfg.train.runs)
     out = []
     for run in runs:
@@ -124,6 +137,9 @@ def discover(cfg: Config, runs: list[str] | None = None) -> list[Checkpoint]:
             dirs.append(final)
         if not dirs:
             log.warning("run %s has no checkpoints under %s: skipped", run, rd)
+        start = _start_weights(cfg, run) if dirs else None
+        if start is not None:  # step 0: where the curve of a continued run starts
+            out.append(Checkpoint(run, "step-00000000", start, start, 0, 0, last=False))
         for k, d in enumerate(dirs):
             st = _state(d)
             out.append(Checkpoint(run, d.name, d, d, st.get("step"), st.get("tokens"), last=k == len(dirs) - 1))
