@@ -10,6 +10,7 @@ import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from swallowlib import paths
 from swallowlib.provenance import save_figure
@@ -52,6 +53,7 @@ def curves_figure(profile: str, save: bool = True):
         sub = df[(df["task"] == task) & (df["metric"] == "bits_per_byte")].sort_values("tokens")
         for run, g in sub.groupby("run", sort=False):
             ax.plot(g["tokens"], g["value"], marker="o", label=run)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
         ax.set_xlabel("training tokens of the run")
         ax.set_ylabel("bits per byte (held-out)")
         ax.set_title({"bpb_ja": "Japanese", "bpb_en": "English"}[task])
