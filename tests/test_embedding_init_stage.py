@@ -44,3 +44,24 @@ def test_unknown_method_is_a_config_error(tmp_path):
     f.write_text(text)
     with pytest.raises(ConfigError, match=r"embedding_init\.methods"):
         load_config(f)
+
+
+def test_a_rebuilt_init_is_a_different_start_for_the_training_engine(tmp_path):
+    """Same files and sizes, different source (e.g. a retrained base): the CPT run identity must change."""
+    import json
+
+    from swallowlib.train.job import _init_identity
+
+    d = tmp_path / "init"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"x" * 10)
+    (d / "trainer_state.json").write_text(json.dumps({"stage": "embedding_init", "source": "aaa"}))
+    a = _init_identity(str(d))
+    (d / "trainer_state.json").write_text(json.dumps({"stage": "embedding_init", "source": "bbb"}))
+    assert _init_identity(str(d)) != a
+    # a bitwise-identical re-run with other timings is the same start
+    (d / "trainer_state.json").write_text(json.dumps({"source": "bbb", "wall_s": 1.0}))
+    b = _init_identity(str(d))
+    (d / "trainer_state.json").write_text(json.dumps({"source": "bbb", "wall_s": 2.0}))
+    assert _init_identity(str(d)) == b

@@ -93,6 +93,24 @@ def _fingerprint(cfg: Config) -> str:
     return fingerprint({"embedding_init": to_dict(cfg.embedding_init), "seed": cfg.seed, **upstream}, code)
 
 
+def _init_source(cfg: Config, method: str, seed: int) -> str:
+    """What one init's weights depend on (base weights, tokenizers, method, seed, FOCUS settings, the init code) -
+    not the rest of the stage's settings, so e.g. a longer comparison CPT does not invalidate the CPT runs."""
+    base = Path(str(base_model_dir(cfg))) / "trainer_state.json"
+    state = json.loads(base.read_text()) if base.is_file() else {}
+    here = Path(__file__).parent
+    return fingerprint(
+        {
+            "base": {k: state.get(k) for k in ("run", "step", "tokens")} or str(base_model_dir(cfg)),
+            "tokenizer": recorded_fingerprint(paths.run_dir(cfg.profile) / "tokenizer"),
+            "method": method,
+            "seed": seed,
+            "focus": to_dict(cfg.embedding_init.focus) if method == "focus" else None,
+        },
+        [here / "methods.py", here / "focus.py"],
+    )
+
+
 def is_up_to_date(cfg: Config) -> bool:
     return recorded_fingerprint(stage_dir(cfg.profile)) == _fingerprint(cfg)
 
@@ -194,8 +212,9 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
                 # base or method makes a run that started from the old one refuse to resume instead of mixing them.
                 write_json_atomic(
                     dest / "trainer_state.json",
-                    {"stage": "embedding_init", "method": method, "seed": seed, "fingerprint": _fingerprint(cfg)},
-                )
+                    {"stage": "embedding_init", "method": method, "seed": seed,
+                     "source": _init_source(cfg, method, seed)},
+                )  # fmt: skip
                 log.info("embedding init: %s seed %d -> %s", method, seed, rows[-2:])
         write_text_atomic(stage / "bpc.csv", pd.DataFrame(rows).to_csv(index=False))
         splits = methods.base_split(base_spm, exp_spm, len(tok_base))

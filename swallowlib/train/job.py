@@ -84,7 +84,9 @@ def _init_identity(init: str) -> dict:
     files = {f.name: f.stat().st_size for f in sorted(p.iterdir()) if f.is_file() and f.name != "trainer_state.json"}
     try:  # which checkpoint of which run (not its timings: a bitwise-identical re-run must still match)
         ts = json.loads((p / "trainer_state.json").read_text())
-        state = {k: ts.get(k) for k in ("run", "step", "tokens", "fraction")}
+        # "source": what stage 03 built these weights from (base, tokenizer, method, seed), so a rebuilt init with
+        # the same file sizes is still a different start.
+        state = {k: ts.get(k) for k in ("run", "step", "tokens", "fraction", "source")}
     except (OSError, json.JSONDecodeError):
         state = None
     return {"init": init, "files": files, "trainer_state": state}
