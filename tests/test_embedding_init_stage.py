@@ -27,6 +27,7 @@ def test_comparison_runs_are_paired_and_resolvable():
             assert rc.seed == s and rc.tokenizer == "expanded" and rc.tokens == ec.short_cpt_tokens
             assert rc.init == str(stage.seed_dir(cfg.profile, m, s, cfg.seed))
             assert get_run(cfg, f"init-cmp-{m}-s{s}") == rc  # the training CLI knows them
+            assert stage.parse_comparison_run(f"init-cmp-{m}-s{s}") == (m, s)
     assert stage.seed_dir("x", "random", cfg.seed, cfg.seed) == paths.embedding_init_dir("x") / "random"
     with pytest.raises(ConfigError, match="no run named"):
         get_run(cfg, "init-cmp-nonsense-s9")

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from swallowlib import paths
-from swallowlib.embedding_init.stage import comparison_runs, stage_dir
+from swallowlib.embedding_init.methods import METHODS
+from swallowlib.embedding_init.stage import comparison_runs, parse_comparison_run, stage_dir
 from swallowlib.provenance import save_figure
 
 
@@ -96,9 +97,9 @@ def init_figure(profile: str, save: bool = True):
         if path.is_file():
             m = metrics(profile, name)
             m = m[m["event"] == "train"]
-            method, seed = name[len("init-cmp-") :].rsplit("-s", 1)
-            ax.plot(m["step"], m["loss"], color=f"C{_method_colour(method)}", lw=1,
-                    ls="-" if seed == "0" else "--", label=f"{method} (seed {seed})")  # fmt: skip
+            method, seed = parse_comparison_run(name)
+            ax.plot(m["step"], m["loss"], color=f"C{METHODS.index(method)}", lw=1,
+                    ls="-" if seed == 0 else "--", label=f"{method} (seed {seed})")  # fmt: skip
     ax.set_xlabel("optimizer step of the short CPT")
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("First steps of continual pre-training")
@@ -107,11 +108,6 @@ def init_figure(profile: str, save: bool = True):
     if save:
         save_figure(fig, paths.figures_dir(profile) / "embedding_init.png")
     return fig
-
-
-def _method_colour(method: str) -> int:
-    return ["mean-of-pieces", "hf-mean", "random", "focus"].index(method) if method in (
-        "mean-of-pieces", "hf-mean", "random", "focus") else 9  # fmt: skip
 
 
 def comparison_runs_of(profile: str) -> list[str]:

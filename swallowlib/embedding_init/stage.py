@@ -58,13 +58,23 @@ def seed_dir(profile: str, method: str, seed: int, main_seed: int) -> Path:
     return d / method if seed == main_seed else d / "seeds" / f"{method}-s{seed}"
 
 
+def comparison_run_name(method: str, seed: int) -> str:
+    return f"init-cmp-{method}-s{seed}"
+
+
+def parse_comparison_run(name: str) -> tuple[str, int]:
+    """``("mean-of-pieces", 1)`` from ``init-cmp-mean-of-pieces-s1`` (the inverse of :func:`comparison_run_name`)."""
+    method, seed = name.removeprefix("init-cmp-").rsplit("-s", 1)
+    return method, int(seed)
+
+
 def comparison_runs(cfg: Config) -> dict[str, RunConfig]:
     """The short CPT runs of the init comparison, by name (``init-cmp-<method>-s<seed>``); empty when disabled."""
     ec = cfg.embedding_init
     if not ec.short_cpt_tokens:
         return {}
     return {
-        f"init-cmp-{m}-s{s}": RunConfig(
+        comparison_run_name(m, s): RunConfig(
             tokens=ec.short_cpt_tokens,
             init=str(seed_dir(cfg.profile, m, s, cfg.seed)),
             tokenizer="expanded",
@@ -131,6 +141,12 @@ def _held_out(profile: str, lang: str, max_docs: int, max_chars: int, seed: int)
     return out
 
 
+def _eval_texts(cfg: Config) -> dict[str, list[str]]:
+    """The held-out Japanese and English documents every bits-per-character figure of the stage is measured on."""
+    ec = cfg.embedding_init
+    return {lang: _held_out(cfg.profile, lang, ec.eval_max_docs, ec.eval_max_chars, cfg.seed) for lang in ("ja", "en")}
+
+
 def train_base(cfg: Config, *, quiet: bool = False) -> Path | str:
     """Pre-train the tiny English base with the training engine (a subprocess); a finished run is skipped."""
     d = base_model_dir(cfg)
@@ -176,9 +192,7 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
     base_spm, exp_spm = tdir / "base.model", tdir / "expanded.model"
     tok_base, tok_exp = load_hf(tdir / "base"), load_hf(tdir / "expanded")
     seq_len = cfg.train.seq_len
-    texts = {
-        lang: _held_out(cfg.profile, lang, ec.eval_max_docs, ec.eval_max_chars, cfg.seed) for lang in ("ja", "en")
-    }
+    texts = _eval_texts(cfg)
     stage = Path(str(out) + ".tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -287,18 +301,17 @@ def run_comparison(cfg: Config, *, quiet: bool = True) -> pd.DataFrame:
     from swallowlib.tokenizer.stage import tokenizer_dir
     from swallowlib.train import launch
 
-    ec = cfg.embedding_init
     tok = load_hf(tokenizer_dir(cfg.profile) / "expanded")
-    texts = {lang: _held_out(cfg.profile, lang, ec.eval_max_docs, ec.eval_max_chars, cfg.seed) for lang in ("ja", "en")}
+    texts = _eval_texts(cfg)
     rows = []
     torch.manual_seed(cfg.seed)
     for name in comparison_runs(cfg):
         launch(cfg.path, name, quiet=quiet, extra_args=("--restart-if-changed",))
-        method, seed = name[len("init-cmp-") :].rsplit("-s", 1)
+        method, seed = parse_comparison_run(name)
         model = AutoModelForCausalLM.from_pretrained(
             str(paths.run_out_dir(cfg.profile, name) / "final"), local_files_only=True
         ).eval()
-        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, stage="after short CPT", method=method, seed=int(seed))
+        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, stage="after short CPT", method=method, seed=seed)
     df = pd.DataFrame(rows)
     write_text_atomic(stage_dir(cfg.profile) / "bpc_after_cpt.csv", df.to_csv(index=False))
     return df
