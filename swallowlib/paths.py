@@ -81,3 +81,13 @@ def eval_dir(profile: str) -> Path:
 def machine_dir() -> Path:
     """Facts measured once about this machine (e.g. its fp32 matmul peak for MFU), shared by all profiles."""
     return RUNS / "_machine"
+
+
+def analysis_dir(profile: str) -> Path:
+    """Stage 06 outputs: the findings table (CSV/Markdown/JSON) and the tables behind the study's figures."""
+    return run_dir(profile) / "analysis"
+
+
+def report_dir(profile: str) -> Path:
+    """``make report``: the HTML report of the executed notebooks (``index.html`` + one page per notebook)."""
+    return run_dir(profile) / "report"

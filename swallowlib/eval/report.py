@@ -79,3 +79,38 @@ def samples(profile: str, run: str, task: str, n: int = 3, checkpoint: str | Non
         out = s["filtered_resps"][0] if s.get("filtered_resps") else ""
         rows.append({"reference": s["target"], "generation": out if isinstance(out, str) else str(out)})
     return pd.DataFrame(rows)
+
+
+def _lead(description: str, lang: str) -> str:
+    """The first sentence of a package description: the classic lead baseline of extractive summarisation."""
+    import re
+
+    parts = re.split(r"(?<=。)" if lang == "ja" else r"(?<=\.)\s+", description.strip(), maxsplit=1)
+    return parts[0].strip()
+
+
+def confound_probe(profile: str, tokenizers: tuple[str, ...] = ("base", "expanded", "llama2", "llama2+ja16k"),
+                   ) -> pd.DataFrame:  # fmt: skip
+    """The XL-Sum confound without a model: ROUGE-2 of the *same* summaries on MeCab words vs each tokenizer's tokens.
+
+    The summaries are the lead sentence of each synopsis test item's description (a fixed, model-free system), so
+    any difference between the rows is the metric's unit alone. English is the control: the expanded tokenizers
+    split English exactly like their bases, so their English rows must be equal.
+    """
+    from swallowlib.eval.metrics import rouge2_f, words
+    from swallowlib.tokenizer.stage import encoders
+
+    enc = {k: v for k, v in encoders(profile).items() if k in tokenizers}
+    rows = []
+    for lang in ("ja", "en"):
+        path = paths.eval_dir(profile) / "tasks" / f"synopsis_{lang}.test.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no synopsis task — run `make eval PROFILE={profile}` first")
+        items = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        pairs = [(_lead(d["description"], lang), d["target"]) for d in items]
+        units = {"MeCab words" if lang == "ja" else "words": lambda s, lang=lang: words(s, lang)}
+        units |= {f"{name} tokens": (lambda s, e=e: e([s])[0]) for name, e in enc.items()}
+        for unit, fn in units.items():
+            scores = [rouge2_f(h, r, fn) for h, r in pairs]
+            rows.append({"lang": lang, "unit": unit, "rouge2": sum(scores) / len(scores), "items": len(scores)})
+    return pd.DataFrame(rows)

@@ -149,3 +149,43 @@ def inspector(profile: str, text: str = "吾輩は猫である。名前はまだ
     out = widgets.HTML(metrics.inspect_html(text, encs))
     box.observe(lambda change: setattr(out, "value", metrics.inspect_html(change["new"], encs)), names="value")
     return widgets.VBox([box, out])
+
+
+def unfiltered_merge_english(profile: str, max_lines: int = 3000) -> dict | None:
+    """What a naive merge does to English: append *every* non-overlapping piece of the Japanese model (no ASCII or
+    Japanese-only rule, as the common merge script does), then count held-out English lines whose ids change.
+
+    Uses Llama 2 + the 16k Japanese model when stage 02 built them (the paper's pair), else the profile's own
+    base + Japanese models. None when the stage has not run.
+    """
+    import tempfile
+
+    import sentencepiece as spm
+
+    from swallowlib.tokenizer import merge
+
+    d = stage.tokenizer_dir(profile)
+    pairs = [(d / "analysis" / "llama2.model", d / "analysis" / "ja16k.model", "Llama 2 + 16k JA"),
+             (d / "base.model", d / "ja.model", "base + JA")]  # fmt: skip
+    pair = next(((b, j, n) for b, j, n in pairs if b.is_file() and j.is_file()), None)
+    if pair is None:
+        return None
+    base_model, ja_model, label = pair
+    cfg_seed = json.loads((d / "provenance.json").read_text())["config"]["tokenizer"]["seed"]
+    lines = stage._lines(stage._split_texts(profile, "en", "valid"), max_lines, cfg_seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/naive.model"
+        rep = merge.merge_models(base_model, ja_model, out, pad_to=1, exclude_ascii=False, japanese_only=False)
+        a = spm.SentencePieceProcessor(model_file=str(base_model))
+        b = spm.SentencePieceProcessor(model_file=out)
+        ids_a, ids_b = a.encode(lines), b.encode(lines)
+        new = [b.id_to_piece(i) for i in range(a.get_piece_size(), b.get_piece_size())]
+    changed = sum(x != y for x, y in zip(ids_a, ids_b, strict=True))
+    return {
+        "pair": label,
+        "lines": len(lines),
+        "changed": changed,
+        "added": rep.added,
+        "ascii_pieces": sum(not any(merge.is_japanese_char(c) for c in p) for p in new),
+        "en_tokens_ratio": sum(map(len, ids_b)) / max(1, sum(map(len, ids_a))),
+    }
