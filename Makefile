@@ -32,8 +32,9 @@ TOKENIZER_CODE := $(CORE_CODE) $(wildcard swallowlib/tokenizer/*.py)
 TRAIN_CODE := $(CORE_CODE) $(wildcard swallowlib/train/*.py) $(wildcard configs/accelerate/*.yaml)
 EMBED_CODE := $(TRAIN_CODE) $(wildcard swallowlib/embedding_init/*.py)
 EVAL_CODE := $(CORE_CODE) $(wildcard swallowlib/eval/*.py)
+ANALYSIS_CODE := $(CORE_CODE) swallowlib/analysis.py $(wildcard swallowlib/*/report.py) swallowlib/eval/metrics.py
 
-.PHONY: help venv reproduce smoke corpus tokenizer embedding-init pretrain eval test lint bench lab report gpu-check clean-runs
+.PHONY: help venv reproduce plan smoke corpus tokenizer embedding-init pretrain eval analysis test lint bench lab report gpu-check clean-runs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}'
@@ -80,8 +81,26 @@ $(NB_OUT)/05_eval.ipynb: notebooks/05_eval.ipynb $(CONFIG) $(EVAL_CODE) $(NB_OUT
 
 eval: pretrain $(NB_OUT)/05_eval.ipynb ## stage 05: lm-eval over every checkpoint, one results table
 
-reproduce: corpus tokenizer embedding-init pretrain eval ## run every notebook of PROFILE through papermill (skips what is up to date)
-	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/"
+$(NB_OUT)/06_analysis.ipynb: notebooks/06_analysis.ipynb $(CONFIG) $(ANALYSIS_CODE) $(NB_OUT)/05_eval.ipynb | $(ENV_STAMP)
+	@mkdir -p $(@D)
+	$(PAPERMILL) $< $@
+
+analysis: eval $(NB_OUT)/06_analysis.ipynb ## stage 06: findings table + every figure of the study
+
+REPORT := $(RUN)/report/index.html
+$(REPORT): $(wildcard $(NB_OUT)/*.ipynb) swallowlib/report.py | $(ENV_STAMP)
+	$(PY) -m swallowlib.report --profile $(PROFILE)
+
+ifdef DRY_RUN
+reproduce: plan
+else
+reproduce: corpus tokenizer embedding-init pretrain eval analysis ## run every notebook of PROFILE through papermill (skips what is up to date); DRY_RUN=1: print the plan
+	@$(MAKE) --no-print-directory $(REPORT)
+	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/, report $(REPORT)"
+endif
+
+plan: ## print PROFILE's full plan (stages, runs, tokens, expected GPU-hours) without touching the network
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m swallowlib.plan --config $(CONFIG)
 
 smoke: ## the smoke profile end to end (what CI runs)
 	$(MAKE) reproduce PROFILE=smoke

@@ -124,6 +124,10 @@ def test_lm_eval_runs_and_is_deterministic(tree):
     bpb = df1[(df1.metric == "bits_per_byte") & (df1.task == "bpb_ja")]
     # A random model over V pieces: about log2(V) bits per token, so several bits per byte, finite and positive.
     assert len(bpb) == 2 and (bpb.value > 0.5).all() and (bpb.value < 20).all()
+    # lm-eval leaves the corpus-level metrics' stderr "N/A": bootstrapped from its samples, finite, identical on re-run.
+    corpus = df1[df1.metric.isin(["bits_per_byte", "byte_perplexity", "chrf", "bleu"])]
+    assert len(corpus) == 2 * 10 and corpus.stderr.notna().all() and (corpus.stderr >= 0).all(), corpus
+    assert (df1.loc[df1.metric == "bits_per_byte", "stderr"] > 0).all()
     assert (tree["runs"] / PROFILE / "eval" / "results.parquet").is_file()
     res = json.loads((tree["runs"] / PROFILE / "eval" / "results" / "ve" / "step-00000002.json").read_text())
     assert res["swallow"]["tokens"] == 256 and res["samples"]["swallow_translate_en_ja"]

@@ -3,7 +3,9 @@
 Each checkpoint's lm-eval JSON goes to ``runs/<p>/eval/results/<run>/<checkpoint>.json`` (with the task fingerprint,
 so a checkpoint already evaluated on the same tasks is skipped); a checkpoint that fails leaves
 ``<checkpoint>.error.json`` and the others go on. :func:`collect` turns the JSONs into ``results.csv`` /
-``results.parquet`` with columns run, checkpoint, step, tokens, task, metric, value, stderr.
+``results.parquet`` with columns run, checkpoint, step, tokens, task, metric, value, stderr. The stderr of the local
+tasks' corpus-level scores (bits per byte, chrF, BLEU), which lm-eval leaves "N/A", is bootstrapped there from the
+per-document items stored in the JSON's samples, so results on disk gain it without re-evaluating the model.
 
     python -m swallowlib.eval --config configs/tiny.yaml [--run cpt-ve] [--checkpoint DIR]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 import traceback
@@ -20,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swallowlib import paths
-from swallowlib.config import Config, to_dict
+from swallowlib.config import Config, EvalConfig, to_dict
 from swallowlib.eval import metrics
-from swallowlib.eval.tasks import build_tasks, lm_eval_names
+from swallowlib.eval.tasks import PREFIX, build_tasks, lm_eval_names
 from swallowlib.provenance import provenance, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -267,12 +270,13 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
             continue
         wall = time.perf_counter() - t0
         res["swallow"] = {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "tokenizer": str(ck.tokenizer),
-                          "step": ck.step, "tokens": ck.tokens, "fingerprint": fp, "wall_s": wall}
+                          "step": ck.step, "tokens": ck.tokens, "fingerprint": fp, "wall_s": wall,
+                          "bootstrap_iters": cfg.eval.bootstrap_iters}
         _save_json(out, res)
         err.unlink(missing_ok=True)
         done.append((ck, wall))
         log.info("%s/%s evaluated in %.1f s", ck.run, ck.name, wall)
-    table = collect(cfg.profile)
+    table = collect(cfg.profile, cfg.eval.bootstrap_iters)
     write_json_atomic(paths.eval_dir(cfg.profile) / "provenance.json", provenance(cfg, "eval", fp))
     return {"evaluated": [(c.run, c.name, w) for c, w in done], "skipped": [(c.run, c.name) for c in skipped],
             "failed": [(c.run, c.name, e) for c, e in failed], "rows": len(table)}
@@ -286,9 +290,38 @@ def _save_json(path: Path, res: dict) -> None:
     write_text_atomic(path, json.dumps(res, ensure_ascii=False, indent=1, default=handle_non_serializable) + "\n")
 
 
-def tidy(res: dict) -> list[dict]:
-    """Rows (run, checkpoint, step, tokens, task, metric, value, stderr) of one lm-eval results dict."""
+def corpus_stderr(res: dict, task: str, key: str, iters: int) -> float | None:
+    """Bootstrap stderr of a local task's corpus-level metric (``key`` = "metric,filter") from lm-eval's samples.
+
+    The resampling unit is the document: each sample holds the item its ``process_results`` returned for the
+    aggregation. None (with a warning) where the samples are missing or do not reproduce the reported value.
+    """
+    metric, _, flt = key.partition(",")
     meta = res.get("swallow", {})
+    where = f"{meta.get('run')}/{meta.get('checkpoint')} {task} {metric}"
+    samples = [s for s in res.get("samples", {}).get(task, []) if s.get("filter", flt) == flt and metric in s]
+    if not samples:
+        log.warning("%s: no per-document samples in the results: no stderr", where)
+        return None
+    # Document order fixes which documents each seeded resample draws, whatever order lm-eval gathered them in.
+    items = [tuple(s[metric]) for s in sorted(samples, key=lambda s: s.get("doc_id", 0))]
+    f = metrics.CORPUS_AGGREGATIONS[metric]
+    value = res["results"][task][key]
+    if not math.isclose(f(items), value, rel_tol=1e-9, abs_tol=1e-12):
+        log.warning("%s: the stored samples give %r, the results %r: no stderr", where, f(items), value)
+        return None
+    return metrics.bootstrap_stderr(f, items, min(iters, metrics.TEXT_MAX_ITERS) if metric in ("chrf", "bleu")
+                                    else iters)
+
+
+def tidy(res: dict, bootstrap_iters: int | None = None) -> list[dict]:
+    """Rows (run, checkpoint, step, tokens, task, metric, value, stderr) of one lm-eval results dict.
+
+    ``bootstrap_iters``: resamples for the corpus-level metrics' stderr (0: none); None takes the count the results
+    were evaluated with (``swallow.bootstrap_iters``), or the config default for results written before it was kept.
+    """
+    meta = res.get("swallow", {})
+    iters = bootstrap_iters if bootstrap_iters is not None else meta.get("bootstrap_iters", EvalConfig.bootstrap_iters)
     rows = []
     for task, vals in sorted(res.get("results", {}).items()):
         for key, value in sorted(vals.items()):
@@ -296,14 +329,18 @@ def tidy(res: dict) -> list[dict]:
                 continue
             metric, _, flt = key.partition(",")
             se = vals.get(f"{metric}_stderr,{flt}")
+            if (iters > 0 and not isinstance(se, int | float) and task.startswith(PREFIX)
+                    and metric in metrics.CORPUS_AGGREGATIONS):
+                se = corpus_stderr(res, task, key, iters)
             rows.append({"run": meta.get("run"), "checkpoint": meta.get("checkpoint"), "step": meta.get("step"),
                          "tokens": meta.get("tokens"), "task": task.removeprefix("swallow_"), "metric": metric,
                          "value": float(value), "stderr": float(se) if isinstance(se, int | float) else None})
     return rows
 
 
-def collect(profile: str):
-    """Every checkpoint's lm-eval JSON under ``runs/<p>/eval/results`` as one DataFrame, written as CSV and Parquet."""
+def collect(profile: str, bootstrap_iters: int | None = None, out: Path | None = None):
+    """Every checkpoint's lm-eval JSON under ``runs/<p>/eval/results`` as one DataFrame, written as CSV and Parquet
+    into ``out`` (default ``runs/<p>/eval``); ``bootstrap_iters`` as in :func:`tidy`."""
     import pandas as pd
 
     root = paths.eval_dir(profile)
@@ -311,12 +348,13 @@ def collect(profile: str):
     for f in sorted((root / "results").glob("*/*.json")):
         if f.name.endswith(".error.json"):
             continue
-        rows.extend(tidy(json.loads(f.read_text(encoding="utf-8"))))
+        rows.extend(tidy(json.loads(f.read_text(encoding="utf-8")), bootstrap_iters))
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df = df.astype({"step": "Int64", "tokens": "Int64"})
-    root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(root / "results.csv", df.to_csv(index=False))
-    tmp = root / ".results.parquet.tmp"
+    out = Path(out) if out is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "results.csv", df.to_csv(index=False))
+    tmp = out / ".results.parquet.tmp"
     df.to_parquet(tmp, index=False)
-    os.replace(tmp, root / "results.parquet")
+    os.replace(tmp, out / "results.parquet")
     return df

@@ -1,5 +1,6 @@
 """Metrics of the stage-05 tasks that lm-eval does not have: ROUGE-2 on MeCab words and on the model's own tokens,
-corpus chrF / BLEU with MeCab segmentation of Japanese, bits per byte of a reference continuation.
+corpus chrF / BLEU with MeCab segmentation of Japanese, bits per byte of a reference continuation, and the bootstrap
+standard error of these corpus-level scores (lm-eval bootstraps only a fixed list of its own aggregations).
 
 lm-eval calls these through the ``utils.py`` that :mod:`swallowlib.eval.tasks` writes beside the task YAMLs
 (``process_results`` per document, an aggregation over the documents). The model-token ROUGE needs the tokenizer of
@@ -121,3 +122,41 @@ def bits_per_byte(items: Sequence[tuple[float, int]]) -> float:
     """-Σ log-likelihood / Σ bytes / ln 2: tokenizer-independent, comparable across vocabularies."""
     lls, nbytes = zip(*items, strict=True)
     return -sum(lls) / sum(nbytes) / math.log(2)
+
+
+def byte_perplexity(items: Sequence[tuple[float, int]]) -> float:
+    """exp(-Σ log-likelihood / Σ bytes): lm-eval's ``weighted_perplexity``, the bpb tasks' second metric."""
+    lls, nbytes = zip(*items, strict=True)
+    return math.exp(-sum(lls) / sum(nbytes))
+
+
+#: Corpus-level aggregations of the local tasks, by metric name, whose standard error lm-eval reports as "N/A";
+#: :mod:`swallowlib.eval.harness` bootstraps them from the per-document items lm-eval stores in its samples.
+CORPUS_AGGREGATIONS: dict[str, Callable[[Sequence], float]] = {
+    "bits_per_byte": bits_per_byte,
+    "byte_perplexity": byte_perplexity,
+    "chrf": corpus_chrf,
+    "bleu": corpus_bleu,
+}
+#: lm-eval bootstraps its own BLEU / chrF with at most this many resamples (each one is a corpus score): same here.
+TEXT_MAX_ITERS = 100
+
+
+def bootstrap_stderr(f: Callable[[Sequence], float], items: Sequence, iters: int) -> float | None:
+    """Bootstrap standard error of ``f(items)``, resampling the documents (items) with replacement ``iters`` times.
+
+    The resamples are exactly those of ``lm_eval.api.metrics.bootstrap_stderr`` (chunks of at most 1,000, chunk
+    ``i`` drawn from ``random.Random(i)``), so the same items give the same value anywhere. Its wrapper is not called
+    because it forks a pool of every core for each metric (a fork of a process holding torch threads, ~250 times per
+    profile) and prints a line and a progress bar each time; the seeded worker it maps over the chunks is.
+    None for fewer than two documents or two resamples (no spread to measure; lm-eval says "N/A").
+    """
+    from lm_eval.api.metrics import _bootstrap_internal, sample_stddev
+
+    if iters < 2 or len(items) < 2:
+        return None
+    chunk = min(1000, iters)
+    reps: list[float] = []
+    for i in range(iters // chunk):
+        reps.extend(_bootstrap_internal(f, chunk)((i, list(items))))
+    return sample_stddev(reps)
