@@ -98,9 +98,11 @@ def init_figure(profile: str, save: bool = True):
             m = metrics(profile, name)
             m = m[m["event"] == "train"]
             method, seed = parse_comparison_run(name)
-            ax.plot(m["step"], m["loss"], color=f"C{METHODS.index(method)}", lw=1,
+            # The loss logged at step k is that of the k-th batch, computed before the k-th update: with a log
+            # interval of 1, x = k - 1 starts the curve at the initialised model (0 updates).
+            ax.plot(m["step"] - 1, m["loss"], color=f"C{METHODS.index(method)}", lw=1,
                     ls="-" if seed == 0 else "--", label=f"{method} (seed {seed})")  # fmt: skip
-    ax.set_xlabel("optimizer step of the short CPT")
+    ax.set_xlabel("optimizer updates of the short CPT (0 = the initialised model)")
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("First steps of continual pre-training")
     ax.legend(fontsize=6)
