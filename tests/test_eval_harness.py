@@ -22,8 +22,8 @@ from tests.train_helpers import PROFILE, build_tree, use_runs, write_config
 PAPER_TASKS = {
     "ja_leaderboard_jcommonsenseqa": 4, "ja_leaderboard_jsquad": 4, "ja_leaderboard_jaqket_v2": 4,
     "ja_leaderboard_xlsum": 1, "ja_leaderboard_mgsm": 4, "ja_leaderboard_jnli": 3, "ja_leaderboard_marc_ja": 3,
-    "ja_leaderboard_xwinograd": 0, "openbookqa": 8, "triviaqa": 8, "hellaswag": 8, "xwinograd_en": 8, "gsm8k": 4,
-    "squadv2": 4,
+    "ja_leaderboard_xwinograd": 0, "openbookqa": 8, "triviaqa": 8, "hellaswag": 8, "xwinograd_en": 8, "gsm8k": 8,
+    "squadv2": 8,
 }  # fmt: skip
 
 EVAL = {"max_examples": 4, "bpb_max_chars": 200, "max_chars": 80, "faq_answer_chars": 60, "max_gen_tokens": 8,
