@@ -1,5 +1,6 @@
 # swallow — the DAG over real files. `make help` lists the targets.
 # PROFILE selects configs/<profile>.yaml (tiny by default): `PROFILE=smoke make reproduce`.
+# DRY_RUN=1 with reproduce prints the plan instead; NUM_PROCESSES=N trains each run on N processes (GPUs).
 
 PROFILE ?= tiny
 SHELL := bash
@@ -69,9 +70,10 @@ $(NB_OUT)/03_embedding_init.ipynb: notebooks/03_embedding_init.ipynb $(CONFIG) $
 
 embedding-init: tokenizer $(NB_OUT)/03_embedding_init.ipynb ## stage 03: base model, resize, init methods compared
 
+# NUM_PROCESSES: processes per training run (GPUs on one machine; accelerate's gpu_1 / gpu_fsdp configs).
 $(NB_OUT)/04_pretrain.ipynb: notebooks/04_pretrain.ipynb $(CONFIG) $(TRAIN_CODE) $(NB_OUT)/03_embedding_init.ipynb | $(ENV_STAMP)
 	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(PAPERMILL) $(if $(NUM_PROCESSES),-p num_processes $(NUM_PROCESSES)) $< $@
 
 pretrain: embedding-init $(NB_OUT)/04_pretrain.ipynb ## stage 04: the continual pre-training runs (subprocesses)
 

@@ -298,3 +298,33 @@ def test_a_continued_run_starts_its_curve_at_its_start_weights(tree, tmp_path):
     assert [(c.name, c.path, c.tokens, c.last) for c in cks] == [
         ("step-00000000", final, 0, False), ("step-00000004", m, 512, True),
     ]  # fmt: skip
+
+
+def test_a_run_from_a_hub_model_starts_its_curve_at_the_hub_snapshot(tree, tmp_path, monkeypatch, caplog):
+    """GPU profiles: cpt-nve starts from the Hub base itself; its local snapshot is the step-0 point (the paper's
+    Llama 2 column), fetched with local_files_only when the profile is offline; unavailable -> no point, a warning."""
+    import huggingface_hub
+
+    snap = tmp_path / "hub" / "snapshot"
+    snap.mkdir(parents=True)
+    calls = []
+
+    def fake_snapshot(repo_id, allow_patterns=None, local_files_only=False):
+        calls.append((repo_id, local_files_only))
+        if repo_id != "org/base-7b":
+            raise OSError("not in the cache")
+        return str(snap)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    runs = tmp_path / "runs"
+    m = runs / PROFILE / "train" / "cpt" / "milestones" / "step-00000004"
+    m.mkdir(parents=True)
+    (m / "trainer_state.json").write_text(json.dumps({"step": 4, "tokens": 512}))
+    with use_runs(runs):
+        for hub_id, expect in (("org/base-7b", [("step-00000000", snap), ("step-00000004", m)]),
+                               ("org/missing", [("step-00000004", m)])):  # fmt: skip
+            cfg = load_config(write_config(tree["config"], tmp_path / f"{hub_id.replace('/', '_')}.yaml",
+                                           lambda d, h=hub_id: d["train"]["runs"]["cpt"].update(init=h)))
+            assert [(c.name, c.path) for c in harness.discover(cfg, ["cpt"])] == expect
+    assert calls == [("org/base-7b", True), ("org/missing", True)]  # offline profile: the cache only
+    assert "org/missing not available locally" in caplog.text

@@ -115,7 +115,12 @@ def _state(d: Path) -> dict:
 
 
 def _start_weights(cfg: Config, run: str) -> Path | None:
-    """The directory a continued run started from (``run:`` / ``init:`` / a path), or None (scratch, Hub id)."""
+    """The directory a continued run started from (``run:`` / ``init:`` / a path / a Hub id), or None (scratch).
+
+    A Hub id (GPU profiles: ``cpt-nve`` starts from the pretrained base itself) is resolved to its local snapshot —
+    downloaded if the profile is online, from the HF cache otherwise — so the base model is the curve's 0-token point
+    (the paper's "Llama 2" column).
+    """
     from swallowlib.train.job import get_run, resolve_init
 
     try:
@@ -123,7 +128,18 @@ def _start_weights(cfg: Config, run: str) -> Path | None:
     except Exception as e:  # the start is gone (e.g. stage 03 rebuilt): the run's own checkpoints still count
         log.warning("run %s: its start weights cannot be resolved (%s); no step-0 point", run, e)
         return None
-    return Path(init) if init != "scratch" and Path(init).is_dir() else None
+    if init == "scratch":
+        return None
+    if Path(init).is_dir():
+        return Path(init)
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "tokenizer.model"]
+        return Path(snapshot_download(init, allow_patterns=patterns, local_files_only=cfg.offline))
+    except Exception as e:  # offline and not cached, gated, or no network: the run's own checkpoints still count
+        log.warning("run %s: start weights %s not available locally (%s); no step-0 point", run, init, e)
+        return None
 
 
 def discover(cfg: Config, runs: list[str] | None = None) -> list[Checkpoint]:
