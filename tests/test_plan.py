@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,10 +40,15 @@ def _all_runs(cfg) -> list[str]:
 
 @pytest.mark.parametrize("profile", GPU_PROFILES)
 def test_gpu_profile_plan_prints_every_run_offline(profile, tmp_path):
-    """`python -m swallowlib.plan` prints every run and a GPU-hour total with the network unreachable."""
+    """`make reproduce PROFILE=… DRY_RUN=1` (= `python -m swallowlib.plan`) prints every run and a GPU-hour total with
+    the network unreachable."""
     config = paths.config_path(profile)
-    p = subprocess.run([sys.executable, "-m", "swallowlib.plan", "--config", str(config)], capture_output=True,
-                       text=True, cwd=paths.ROOT, env=_offline_env(tmp_path), timeout=120)  # fmt: skip
+    if shutil.which("make"):
+        cmd = ["make", "-s", "--no-print-directory", "reproduce", f"PROFILE={profile}", "DRY_RUN=1",
+               f"PY={sys.executable}"]  # fmt: skip
+    else:  # what the make target runs
+        cmd = [sys.executable, "-m", "swallowlib.plan", "--config", str(config)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=paths.ROOT, env=_offline_env(tmp_path), timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout
     cfg = load_config(config)
