@@ -304,6 +304,7 @@ class TrainConfig:
     seq_len: int = 256  # tokens per training sequence (packed, no padding)
     micro_batch_size: int = 8  # sequences per process per forward/backward
     grad_accum: int = 1  # micro-batches per optimizer step; global batch = micro x accum x processes
+    processes: int = 1  # processes (GPUs) the global batch is sized for; the plan uses it, a launch with others warns
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp32 on CPU, bf16 (autocast) on GPU
     compile: bool = False  # torch.compile the forward + loss
@@ -549,8 +550,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
             if getattr(obj, name) is not None and getattr(obj, name) < 0:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")
     elif isinstance(obj, TrainConfig):
-        for name in ("seq_len", "micro_batch_size", "grad_accum", "save_every_steps", "keep_last", "log_every_steps",
-                     "num_proc"):
+        for name in ("seq_len", "micro_batch_size", "grad_accum", "processes", "save_every_steps", "keep_last",
+                     "log_every_steps", "num_proc"):
             if getattr(obj, name) < 1:
                 fail(name, f"expected a positive integer, got {getattr(obj, name)}")
         for name in ("eval_sequences", "embedding_warmup_steps"):

@@ -44,12 +44,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GPU = "H100"
 DEFAULT_MFU = 0.35
 
-#: Processes (GPUs) a profile's global batch assumes, for configs that cannot say it themselves (the config has no
-#: such key yet); the profile's YAML states the same number in a comment.
-ASSUMED_PROCESSES = {
-    "llama2-7b": 16,  # configs/accelerate/multinode_fsdp.yaml: 2 nodes x 8 GPUs; 4 x 16 x 16 = 1,024 sequences
-}
-
 #: Llama 2's tokenizer (the ``llama2`` base of stage 02).
 LLAMA2_VOCAB = 32000
 
@@ -246,12 +240,7 @@ def _processes(cfg: Config, gpus: int | None) -> tuple[int, str]:
         if gpus < 1:
             raise PlanError(f"--gpus must be >= 1, got {gpus}")
         return gpus, "--gpus"
-    configured = getattr(cfg.train, "processes", None)
-    if isinstance(configured, int):
-        return configured, "train.processes"
-    if cfg.profile in ASSUMED_PROCESSES:
-        return ASSUMED_PROCESSES[cfg.profile], f"assumed for {cfg.profile} (swallowlib.plan.ASSUMED_PROCESSES)"
-    return 1, "one process (override with --gpus)"
+    return cfg.train.processes, "train.processes"
 
 
 def _init_label(cfg: Config, name: str, init: str) -> str:

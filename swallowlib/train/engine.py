@@ -82,6 +82,7 @@ class Job:
     identity: dict = field(default_factory=dict)  # extra fingerprint fields: data, tokenizer, init weights
     provenance: dict = field(default_factory=dict)  # resolved config, versions, git SHA (saved with the run)
     progress: bool = True  # tqdm bar on the main process
+    processes: int | None = None  # processes the global batch is sized for (train.processes); others: a warning
 
 
 def resolve_precision(precision: str) -> str:
@@ -370,6 +371,12 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
     world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
     device_type = acc.device.type
     tokens_per_step = job.micro_batch_size * job.grad_accum * world * job.seq_len
+    if is_main and job.processes is not None and world != job.processes:
+        log.warning(
+            "%s: launched on %d process(es) but train.processes is %d: the global batch is %d sequences, not the "
+            "configured %d (set grad_accum to keep it)", job.name, world, job.processes,
+            job.micro_batch_size * job.grad_accum * world, job.micro_batch_size * job.grad_accum * job.processes,
+        )
     total_steps = total_steps_of(job, world)
     milestones: dict[int, float] = {}
     for f in job.checkpoint_fractions:

@@ -180,6 +180,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         seq_len=tc.seq_len,
         micro_batch_size=tc.micro_batch_size,
         grad_accum=tc.grad_accum,
+        processes=tc.processes,
         optimizer=ocfg,
         model_init=init,
         model_config=model_config,
