@@ -294,6 +294,7 @@ class RunConfig:
     peft: bool = False
     embedding_warmup_steps: int | None = None
     seed: int | None = None
+    checkpoint_fractions: list[float] | None = None  # milestones of this run (default: train.checkpoint_fractions)
 
 
 @dataclass(frozen=True)
@@ -463,6 +464,12 @@ def _build(cls: type, data: dict, prefix: str, src: str) -> Any:
     return obj
 
 
+def _check_fractions(fr: list[float], fail) -> None:
+    """Milestones: increasing fractions of the token budget in (0, 1]."""
+    if not fr or any(not 0.0 < f <= 1.0 for f in fr) or sorted(set(fr)) != fr:
+        fail("checkpoint_fractions", f"expected increasing fractions in (0, 1], got {fr}")
+
+
 def _check_ranges(obj: Any, prefix: str, src: str) -> None:
     """Value checks beyond types: fractions in [0, 1], positive sizes, known names."""
 
@@ -549,6 +556,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for name in ("warmup_steps", "embedding_warmup_steps"):
             if getattr(obj, name) is not None and getattr(obj, name) < 0:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")
+        if obj.checkpoint_fractions is not None:
+            _check_fractions(obj.checkpoint_fractions, fail)
     elif isinstance(obj, TrainConfig):
         for name in ("seq_len", "micro_batch_size", "grad_accum", "processes", "save_every_steps", "keep_last",
                      "log_every_steps", "num_proc"):
@@ -559,9 +568,7 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")
         if obj.model.pretrained is None and obj.seq_len > obj.model.max_position_embeddings:
             fail("seq_len", f"exceeds model.max_position_embeddings ({obj.model.max_position_embeddings})")
-        fr = obj.checkpoint_fractions
-        if not fr or any(not 0.0 < f <= 1.0 for f in fr) or sorted(set(fr)) != fr:
-            fail("checkpoint_fractions", f"expected increasing fractions in (0, 1], got {fr}")
+        _check_fractions(obj.checkpoint_fractions, fail)
         for i, t in enumerate(obj.parallel_template):
             if "{en}" not in t or "{ja}" not in t:
                 fail(f"parallel_template[{i}]", f"expected both {{en}} and {{ja}} placeholders, got {t!r}")

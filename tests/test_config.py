@@ -93,6 +93,9 @@ def _base() -> dict:
         (lambda d: d["train"]["runs"]["cpt-nve"].update(init="run:bse"), "train.runs.cpt-nve.init", "no run named"),
         (lambda d: d["train"]["runs"]["base"].update(init="run:base"), "train.runs.base.init", "from itself"),
         (lambda d: d["train"]["runs"].update({"_cache": {"tokens": 1}}), "train.runs._cache", "run name"),
+        (lambda d: d["train"]["runs"]["base"].update(checkpoint_fractions=[0.5, 1.5]),
+         "train.runs.base.checkpoint_fractions", "increasing"),
+        (lambda d: d["train"].update(processes=0), "train.processes", "positive"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, mutate, key, words):
@@ -122,6 +125,10 @@ def test_train_section(profile):
     o = t.optimizer
     assert (o.beta1, o.beta2, o.eps, o.weight_decay, o.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)
     assert t.model.tie_word_embeddings is False and t.checkpoint_fractions[-1] == 1.0
+    from swallowlib.embedding_init.stage import comparison_runs
+
+    # the init comparison is scored at its end: one checkpoint, no milestone saves in the short runs
+    assert {tuple(rc.checkpoint_fractions) for rc in comparison_runs(cfg).values()} == {(1.0,)}
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

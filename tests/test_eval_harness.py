@@ -4,6 +4,7 @@ determinism, the lm-eval registry check of GPU task names, and the bad-input err
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 
@@ -328,3 +329,42 @@ def test_a_run_from_a_hub_model_starts_its_curve_at_the_hub_snapshot(tree, tmp_p
             assert [(c.name, c.path) for c in harness.discover(cfg, ["cpt"])] == expect
     assert calls == [("org/base-7b", True), ("org/missing", True)]  # offline profile: the cache only
     assert "org/missing not available locally" in caplog.text
+
+
+def test_retrained_weights_are_re_evaluated_and_identical_weights_reused(tree, tmp_path, monkeypatch):
+    """Skip-if-done needs the same tasks *and* the same weights: a rewritten checkpoint is evaluated again. A
+    checkpoint holding weights already evaluated in the call (a continued run's step 0 = its parent's last) reuses
+    those results instead of running lm-eval twice."""
+    runs = tmp_path / "runs"
+    shutil.copytree(tree["runs"], runs)
+    calls = []
+
+    def fake_eval(ck, cfg, task_dir, tm=None, limit=None):
+        calls.append((ck.run, ck.name))
+        names = harness._task_names(cfg, ck)
+        return {"results": {n: {"alias": n, "acc,none": 0.5} for n in names}, "samples": {}}
+
+    monkeypatch.setattr(harness, "evaluate_checkpoint", fake_eval)
+    base_ms = runs / PROFILE / "train" / "base" / "milestones" / "step-00000004"
+    with use_runs(runs):
+        cfg = load_config(write_config(tree["config"], tmp_path / "w.yaml",
+                                       lambda d: d["eval"].update(runs=["base", "cpt"])))  # fmt: skip
+        harness.run_eval(cfg)  # cpt has no checkpoints yet
+        assert calls == [("base", "step-00000004")]
+        harness.run_eval(cfg)  # nothing changed: skipped
+        assert len(calls) == 1
+        w = base_ms / "model.safetensors"
+        os.utime(w, ns=(w.stat().st_atime_ns, w.stat().st_mtime_ns + 10**9))  # the run was retrained
+        s = harness.run_eval(cfg)
+        assert len(calls) == 2 and [(r, c) for r, c, _ in s["evaluated"]] == [("base", "step-00000004")]
+
+        # base/final = the same weights as its last milestone (same run and step): cpt's step 0 reuses them.
+        final = runs / PROFILE / "train" / "base" / "final"
+        shutil.copytree(base_ms, final)
+        cpt = runs / PROFILE / "train" / "cpt" / "milestones" / "step-00000002"
+        shutil.copytree(base_ms, cpt)
+        (cpt / "trainer_state.json").write_text(json.dumps({"run": "cpt", "step": 2, "tokens": 256}))
+        s = harness.run_eval(cfg)
+    assert calls[2:] == [("cpt", "step-00000002")]  # base skipped, cpt/step-0 reused, cpt's own milestone run
+    reused = json.loads((runs / PROFILE / "eval" / "results" / "cpt" / "step-00000000.json").read_text())
+    assert reused["swallow"]["run"] == "cpt" and reused["swallow"]["tokens"] == 0 and reused["results"]

@@ -80,6 +80,7 @@ def comparison_runs(cfg: Config) -> dict[str, RunConfig]:
             tokenizer="expanded",
             mix=dict(CPT_MIX),
             seed=s,
+            checkpoint_fractions=[1.0],  # compared at the end only (and by their per-step loss): no milestone saves
         )
         for m in ec.methods
         for s in ec.seeds

@@ -204,13 +204,19 @@ def check_harness_tasks(names: list[str], tm=None) -> None:
         raise ValueError(f"unknown lm-eval task {unknown[0]!r} (not in the installed lm_eval registry)")
 
 
+def _task_names(cfg: Config, ck: Checkpoint) -> list[str]:
+    """The lm-eval task names a checkpoint gets: the whole offline suite for a run's last, the milestone tasks else."""
+    ec = cfg.eval
+    return [n for t in (ec.tasks if ck.last else ec.milestone_tasks) for n in lm_eval_names(t)]
+
+
 def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *, limit: int | None = None) -> dict:
     """Run lm-eval's ``simple_evaluate`` (greedy, seeded) on one checkpoint; returns lm-eval's results dict."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     ec = cfg.eval
-    tasks = [n for t in (ec.tasks if ck.last else ec.milestone_tasks) for n in lm_eval_names(t)]
+    tasks = _task_names(cfg, ck)
     device = _device(cfg)
     tm = tm or task_manager(task_dir, registry=bool(ec.harness_tasks))
     if ec.harness_tasks:
@@ -238,6 +244,26 @@ def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *,
     return res
 
 
+def weights_id(d: Path) -> str:
+    """What identifies a checkpoint's weights cheaply: its weight files' names, sizes and mtimes + trainer_state.json.
+
+    A retrained run rewrites its checkpoints under the same names; this makes its old results stale instead of
+    "already evaluated".
+    """
+    parts = [json.dumps(_state(d), sort_keys=True)]
+    for f in sorted(Path(d).glob("*.safetensors")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _same_weights_key(d: Path) -> tuple | None:
+    """(run, step) of a training checkpoint: a run's ``final`` and its last milestone hold the same weights, and a
+    continued run's step 0 is its parent's ``final`` — evaluated once, reused for the others."""
+    st = _state(d)
+    return (st["run"], st["step"]) if "run" in st and "step" in st else None
+
+
 def result_path(cfg: Config, ck: Checkpoint) -> Path:
     return paths.eval_dir(cfg.profile) / "results" / ck.run / f"{ck.name}.json"
 
@@ -263,21 +289,35 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         cks = discover(cfg, runs)
     tm = task_manager(task_dir, registry=bool(cfg.eval.harness_tasks))
     done, skipped, failed = [], [], []
+    # Weights already evaluated in this call, by (run, step): their tasks, to reuse for an identical checkpoint.
+    evaluated: dict[tuple, dict] = {}
     for ck in tqdm(cks, desc="checkpoints", unit="ckpt"):
         out = result_path(cfg, ck)
         err = out.with_suffix(".error.json")
+        wid = weights_id(ck.path)
+        key = _same_weights_key(ck.path)
         if not force and out.is_file():
             try:
-                if json.loads(out.read_text(encoding="utf-8")).get("swallow", {}).get("fingerprint") == fp:
+                prev = json.loads(out.read_text(encoding="utf-8"))
+                if prev.get("swallow", {}).get("fingerprint") == fp and prev["swallow"].get("weights") == wid:
                     skipped.append(ck)
+                    if key is not None:
+                        evaluated.setdefault(key, prev)
                     continue
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, KeyError):
                 pass
         t0 = time.perf_counter()
         try:
             tok = check_checkpoint(ck.path, cfg.profile)
             ck = Checkpoint(ck.run, ck.name, ck.path, tok, ck.step, ck.tokens, ck.last)
-            res = evaluate_checkpoint(ck, cfg, task_dir, tm)
+            wanted = set(_task_names(cfg, ck)) | set(cfg.eval.harness_tasks)
+            same = evaluated.get(key) if key is not None else None
+            if same is not None and wanted <= set(same.get("results", {})):
+                res = {k: v for k, v in same.items() if k != "swallow"}  # the same weights: the same numbers
+                log.info("%s/%s: same weights as %s/%s, results reused", ck.run, ck.name,
+                         same["swallow"]["run"], same["swallow"]["checkpoint"])  # fmt: skip
+            else:
+                res = evaluate_checkpoint(ck, cfg, task_dir, tm)
         except Exception as e:  # one bad checkpoint must not lose the others' results
             log.exception("%s/%s failed: %s", ck.run, ck.name, e)
             write_json_atomic(err, {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path),
@@ -287,8 +327,10 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         wall = time.perf_counter() - t0
         res["swallow"] = {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "tokenizer": str(ck.tokenizer),
                           "step": ck.step, "tokens": ck.tokens, "fingerprint": fp, "wall_s": wall,
-                          "bootstrap_iters": cfg.eval.bootstrap_iters}
+                          "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid}
         _save_json(out, res)
+        if key is not None:
+            evaluated.setdefault(key, res)
         err.unlink(missing_ok=True)
         done.append((ck, wall))
         log.info("%s/%s evaluated in %.1f s", ck.run, ck.name, wall)

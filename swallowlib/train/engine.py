@@ -481,7 +481,10 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
                 row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             metrics.write(row)
             pbar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tps:,.0f}")
-            if is_main and not job.progress:  # no bar (a notebook streaming a subprocess): one line per log row
+            # No bar (a notebook streaming a subprocess): a line per log row, at most ~25 per run however often
+            # the metrics are logged (every row still goes to metrics.jsonl).
+            every = max(1, total_steps // 25)
+            if is_main and not job.progress and (done % every == 0 or done == total_steps):
                 log.info(
                     "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %.1f%%",
                     job.name, done, total_steps, mean_loss, lr, f"{tps:,.0f}", 100 * row["mfu"],

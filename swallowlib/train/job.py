@@ -193,7 +193,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         embedding_warmup_steps=(
             rc.embedding_warmup_steps if rc.embedding_warmup_steps is not None else tc.embedding_warmup_steps
         ),
-        checkpoint_fractions=list(tc.checkpoint_fractions),
+        checkpoint_fractions=list(rc.checkpoint_fractions or tc.checkpoint_fractions),
         save_every_steps=tc.save_every_steps,
         keep_last=tc.keep_last,
         log_every_steps=tc.log_every_steps,
