@@ -7,11 +7,12 @@ the table changes.
 
     python -m swallowlib.analysis --config configs/tiny.yaml     # or: make analysis
 
-Decision rules. A difference between two runs counts when it exceeds ``Z`` combined standard errors (the
-bootstrap stderr of stage 05; the two runs' errors are treated as independent, which is conservative for the
-paired held-out items). Without a standard error a difference counts when it exceeds ``REL_FLOOR`` of the value, and
-the reason says so. Generation metrics whose values are all below ``GEN_FLOOR`` are called *inconclusive at this
-scale*: the models do not yet produce the text those metrics score.
+Decision rules. A difference between two checkpoints counts when it exceeds ``Z`` standard errors of the
+difference. For bits per byte that is a *paired* bootstrap over the held-out documents both scored (:func:`paired`,
+from the per-document samples stage 05 keeps); otherwise the two bootstrap stderrs of stage 05 are combined as if
+independent (conservative). Without any standard error a difference counts when it exceeds ``REL_FLOOR`` of the
+value, and the reason says so. Generation metrics whose values are all below ``GEN_FLOOR`` are called *inconclusive
+at this scale*: the models do not yet produce the text those metrics score.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def curve(df: pd.DataFrame, run: str, task: str, metric: str = "bits_per_byte") 
     return sub.sort_values("tokens")[["tokens", "value", "stderr"]].reset_index(drop=True)
 
 
+def curve_steps(df: pd.DataFrame, run: str, task: str, metric: str = "bits_per_byte") -> list[int]:
+    """The steps of a run's evaluated checkpoints (with tokens > 0) for one metric, in order."""
+    sub = df[(df["run"] == run) & (df["task"] == task) & (df["metric"] == metric) & (df["tokens"] > 0)]
+    return [int(x) for x in sub.sort_values("tokens")["step"]]
+
+
 def compare(a: float, a_se: float, b: float, b_se: float) -> tuple[bool, str]:
     """Whether ``a - b`` counts (see the module docstring) and how it was decided, for the reason column.
 
@@ -116,6 +123,65 @@ def compare(a: float, a_se: float, b: float, b_se: float) -> tuple[bool, str]:
         return ok, f"Δ {d:+.3f}, no stderr: {'>' if ok else '≤'} {REL_FLOOR:.0%} counts"
     ok = abs(d) > Z * se
     return ok, f"Δ {d:+.3f} = {abs(d) / se if se else math.inf:.1f} stderr"
+
+
+def _result_json(profile: str, run: str, step: int | None = None) -> dict | None:
+    """lm-eval's stored results (with per-document samples) of a run's checkpoint at ``step`` (default: its last)."""
+    d = paths.eval_dir(profile) / "results" / run
+    found = []
+    for f in d.glob("*.json"):
+        if f.name.endswith(".error.json"):
+            continue
+        res = json.loads(f.read_text(encoding="utf-8"))
+        found.append((res.get("swallow", {}).get("step") or 0, res))
+    if not found:
+        return None
+    if step is None:
+        return max(found, key=lambda x: x[0])[1]
+    return next((r for s, r in found if s == step), None)
+
+
+def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
+           metric: str = "bits_per_byte", iters: int = 1000, seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
+    """``metric(a) - metric(b)`` and its **paired** bootstrap standard error: both checkpoints scored the same held-out
+    documents, so each resample draws the same documents for both (far tighter than two independent errors).
+
+    ``a``/``b`` are (run, step); step None = the run's last checkpoint. None when either lacks per-document samples.
+    Hand-written because lm-eval bootstraps one model at a time; the aggregation is stage 05's own.
+    """
+    from swallowlib.eval.metrics import CORPUS_AGGREGATIONS
+
+    f = CORPUS_AGGREGATIONS[metric]
+    items = []
+    for run, step in (a, b):
+        res = _result_json(profile, run, step)
+        samples = (res or {}).get("samples", {}).get(f"swallow_{task}", [])
+        by_doc = {s.get("doc_id"): tuple(s[metric]) for s in samples if metric in s}
+        if not by_doc:
+            return None
+        items.append(by_doc)
+    docs = sorted(set(items[0]) & set(items[1]))
+    if len(docs) < 2:
+        return None
+    xa, xb = [items[0][d] for d in docs], [items[1][d] for d in docs]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(iters):
+        idx = rng.integers(0, len(docs), len(docs))
+        diffs.append(f([xa[i] for i in idx]) - f([xb[i] for i in idx]))
+    return f(xa) - f(xb), float(np.std(diffs, ddof=1))
+
+
+def compare_paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
+                   fallback: tuple[float, float, float, float]) -> tuple[bool, str]:  # fmt: skip
+    """Whether a − b counts, by the paired bootstrap when the samples exist, else by :func:`compare` on ``fallback``
+    = (a, a_se, b, b_se)."""
+    p = paired(profile, a, b, task)
+    if p is None:
+        return compare(*fallback)
+    d, se = p
+    ok = abs(d) > Z * se
+    return ok, f"Δ {d:+.3f} = {abs(d) / se if se else math.inf:.1f} paired stderr"
 
 
 def _fmt(v: float, se: float = math.nan, digits: int = 3) -> str:
@@ -185,7 +251,7 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
     # --- the paper's claims -----------------------------------------------------------------------------------
     if have("base", "cpt-ve"):
         (b, bse), (v, vse) = bpb["base", "bpb_ja"], bpb["cpt-ve", "bpb_ja"]
-        sig, how = compare(v, vse, b, bse)
+        sig, how = compare_paired(p, ("cpt-ve", None), ("base", None), "bpb_ja", (v, vse, b, bse))
         rows.append(Finding(
             "Japanese improves with continual pre-training", "paper",
             "JA bits/byte, base → cpt-ve (last checkpoint; lower is better)",
@@ -197,8 +263,10 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
         if len(c) >= 2:
             steps = np.diff(c["value"].to_numpy())
             mono = bool((steps < 0).all())
-            last_sig, how = compare(c["value"].iloc[-1], _nz(c["stderr"].iloc[-1]), c["value"].iloc[-2],
-                                    _nz(c["stderr"].iloc[-2]))
+            steps_of = curve_steps(df, "cpt-ve", "bpb_ja")
+            last_sig, how = compare_paired(
+                p, ("cpt-ve", steps_of[-1]), ("cpt-ve", steps_of[-2]), "bpb_ja",
+                (c["value"].iloc[-1], _nz(c["stderr"].iloc[-1]), c["value"].iloc[-2], _nz(c["stderr"].iloc[-2])))
             verdict = "holds" if mono else "does not hold"
             reason = (f"falls at each of {len(c)} checkpoints; last interval {how}" if mono
                       else f"rises between checkpoints {np.flatnonzero(steps >= 0).tolist()}")
@@ -211,7 +279,7 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
 
         (b, bse), (v, vse) = bpb["base", "bpb_en"], bpb["cpt-ve", "bpb_en"]
         rel = (v - b) / b
-        _, how = compare(v, vse, b, bse)
+        _, how = compare_paired(p, ("cpt-ve", None), ("base", None), "bpb_en", (v, vse, b, bse))
         rows.append(Finding(
             "English is largely retained", "paper", "EN bits/byte, base → cpt-ve (JA is 90 % of the CPT data)",
             f"{_fmt(b, bse)} → {_fmt(v, vse)} ({rel:+.1%})", PAPER["en_retained"],
@@ -242,7 +310,7 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
     if have("cpt-ve", "cpt-nve"):
         for lang, key in (("ja", "ve_nve_ja"), ("en", "ve_nve_en")):
             (n, nse), (v, vse) = bpb["cpt-nve", f"bpb_{lang}"], bpb["cpt-ve", f"bpb_{lang}"]
-            sig, how = compare(v, vse, n, nse)
+            sig, how = compare_paired(p, ("cpt-ve", None), ("cpt-nve", None), f"bpb_{lang}", (v, vse, n, nse))
             verdict = "holds" if (not sig or v < n) else "does not hold"
             note = ("VE better: at equal tokens it has seen more text" if sig and v < n
                     else "VE worse" if sig else "no difference")
@@ -261,26 +329,30 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
         for d in ("en_ja", "ja_en"):
             task = f"translate_{d}_ref"
             (a, ase), (b, bse) = (final(df, r, task, "bits_per_byte") for r in ("cpt-ve-para", "cpt-ve"))
-            sig, how = compare(a, ase, b, bse)
+            sig, how = compare_paired(p, ("cpt-ve-para", None), ("cpt-ve", None), task, (a, ase, b, bse))
             wins += sig and a < b
             losses += sig and a > b
             (ca, _), (cb, _) = (final(df, r, f"translate_{d}", "chrf") for r in ("cpt-ve-para", "cpt-ve"))
             parts.append(f"{d.replace('_', '→')}: ref bits/byte {a:.3f} vs {b:.3f} ({how}); chrF {ca:.1f} vs {cb:.1f}")
         verdict = "holds" if wins == 2 else "does not hold" if losses else "inconclusive"
+        note = {"holds": "better in both directions", "does not hold": "worse in at least one direction",
+                "inconclusive": f"better in {wins} of 2 directions, the other within noise"}[verdict]
         rows.append(Finding(
             "Parallel text improves translation", "paper",
             "log-likelihood of the reference translation (bits/byte) and chrF, cpt-ve-para vs cpt-ve",
-            "; ".join(p_.split(" (")[0] for p_ in parts), PAPER["parallel"], verdict,
-            "; ".join(parts) + (" — differences within noise" if verdict == "inconclusive" else "")))
+            "; ".join(p_.split(" (")[0] for p_ in parts), PAPER["parallel"], verdict, f"{note}: " + "; ".join(parts)))
         worse = []
+        mix_para, mix_ve = cfg.train.runs["cpt-ve-para"].mix, cfg.train.runs["cpt-ve"].mix
         for lang in ("ja", "en"):
             (a, ase), (b, bse) = bpb["cpt-ve-para", f"bpb_{lang}"], bpb["cpt-ve", f"bpb_{lang}"]
-            sig, how = compare(a, ase, b, bse)
-            worse.append((lang, sig and a > b, f"{lang.upper()} {a:.3f} vs {b:.3f} ({how})"))
+            sig, how = compare_paired(p, ("cpt-ve-para", None), ("cpt-ve", None), f"bpb_{lang}", (a, ase, b, bse))
+            worse.append((lang, sig and a > b, f"{lang.upper()} {a:.3f} vs {b:.3f} ({(a - b) / b:+.1%}; {how})"))
         rows.append(Finding(
             "… without hurting the other tasks", "paper", "JA/EN bits/byte, cpt-ve-para vs cpt-ve",
             "; ".join(w[2].split(" (")[0] for w in worse), PAPER["parallel_other"],
-            "does not hold" if any(w[1] for w in worse) else "holds", "; ".join(w[2] for w in worse)))
+            "does not hold" if any(w[1] for w in worse) else "holds",
+            "; ".join(w[2] for w in worse) + f"; monolingual Japanese {mix_para.get('ja', 0):.0%} of the tokens vs "
+            f"{mix_ve.get('ja', 0):.0%}, parallel pairs {mix_para.get('parallel', 0):.0%}"))
 
     if have("cpt-ve", "scratch-ve"):
         per_lang = []
@@ -299,7 +371,8 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
             f"JA {cj:.3f} vs {sj:.3f}; EN {ce:.3f} vs {se_:.3f}", PAPER["scratch"],
             "holds" if ok else "does not hold",
             "; ".join(f"{lang.upper()}: CPT lower at {b}/{n} checkpoints" for lang, b, n, _ in per_lang)
-            + f"; last JA {compare(cj, cjs, sj, sjs)[1]}"))
+            + "; last JA "
+            + compare_paired(p, ("cpt-ve", None), ("scratch-ve", None), "bpb_ja", (cj, cjs, sj, sjs))[1]))
 
     # --- beyond the paper ---------------------------------------------------------------------------------------
     rows += _init_findings(p)

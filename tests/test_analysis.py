@@ -181,3 +181,40 @@ def test_confound_probe_same_text_coarser_units_lower_rouge(tmp_path, monkeypatc
     assert p["ja", "expanded tokens"] < p["ja", "base tokens"]
     assert p["en", "expanded tokens"] == p["en", "base tokens"]
     assert eval_report._lead(items["ja"][0]["description"], "ja") == "二つのロケータから距離と方位角を計算します。"
+
+
+def _result_file(run: str, step: int, items: list[tuple[float, int]], task: str = "bpb_ja") -> None:
+    from swallowlib.eval.metrics import bits_per_byte
+
+    d = paths.eval_dir("tiny") / "results" / run
+    d.mkdir(parents=True, exist_ok=True)
+    res = {"results": {f"swallow_{task}": {"bits_per_byte,none": bits_per_byte(items)}},
+           "samples": {f"swallow_{task}": [{"doc_id": i, "filter": "none", "bits_per_byte": list(x)}
+                                            for i, x in enumerate(items)]},
+           "swallow": {"run": run, "checkpoint": f"step-{step:08d}", "step": step}}  # fmt: skip
+    (d / f"step-{step:08d}.json").write_text(json.dumps(res))
+
+
+def test_paired_bootstrap_known_answer_and_tighter_than_independent(profile):
+    """Both runs scored the same documents: the paired difference's stderr is far below the two stderrs combined,
+    the difference itself is exact, and without samples there is no paired answer (the caller falls back)."""
+    import numpy as np
+
+    from swallowlib.eval.metrics import bits_per_byte
+
+    rng = np.random.default_rng(1)
+    nbytes = rng.integers(200, 2000, 50)
+    hard = rng.uniform(1.0, 4.0, 50)  # documents differ a lot in difficulty: the independent errors are large
+    a = [(-float(h * n), int(n)) for h, n in zip(hard, nbytes, strict=True)]
+    b = [(ll * 1.02, n) for ll, n in a]  # b is uniformly 2 % worse on every document
+    _result_file("a", 10, a)
+    _result_file("b", 10, b)
+    d, se = analysis.paired("tiny", ("a", None), ("b", None), "bpb_ja", iters=400)
+    assert d == pytest.approx(bits_per_byte(a) - bits_per_byte(b))
+    indep = math.hypot(*(np.std([bits_per_byte([x[i] for i in rng.integers(0, 50, 50)]) for _ in range(400)])
+                         for x in (a, b)))  # fmt: skip
+    assert se < indep / 5 and abs(d) > 2 * se and abs(d) < 2 * indep  # significant only when paired
+    assert analysis.paired("tiny", ("a", None), ("b", None), "bpb_en") is None  # no samples for this task
+    assert analysis.paired("tiny", ("a", 99), ("b", None), "bpb_ja") is None  # no such checkpoint
+    ok, how = analysis.compare_paired("tiny", ("a", None), ("b", None), "bpb_ja", (0, 1, 0, 1))
+    assert ok and "paired" in how
