@@ -580,7 +580,8 @@ def parallel_figure(profile: str, save: bool = True):
             ax.bar(k, v, yerr=0 if math.isnan(e) else e, color=f"C{k + 2}", capsize=3)
         ax.set_xticks(range(len(runs)), runs, fontsize=7)
         ax.set_title(f"{t.replace('translate_', '').replace('_ref', ' (ref)')}\n{m}", fontsize=8)
-    fig.suptitle("Parallel text in the CPT mix (9 % of tokens) vs none — bits per byte: lower is better", fontsize=9)
+    fig.suptitle("Parallel pairs in the CPT mix (cpt-ve-para) vs none (cpt-ve); bits per byte: lower is better",
+                 fontsize=9)
     fig.tight_layout()
     if save:
         save_figure(fig, paths.figures_dir(profile) / "parallel_ablation.png")
