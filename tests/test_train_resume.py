@@ -168,3 +168,25 @@ def test_config_errors_name_the_key(tree, tmp_path):
     bad = write_config(tree["config"], tmp_path / "b.yaml", lambda d: d["train"]["runs"]["cpt"].update(init="run:x"))
     with pytest.raises(ConfigError, match=r"train\.runs\.cpt\.init: no run named 'x'"):
         load_config(bad)
+
+
+def test_a_finished_run_split_over_other_processes_stands(tmp_path):
+    """A finished run trained with the same global batch on another process count (16 GPUs over two nodes, opened
+    again from one) is the same training: no error, so --restart-if-changed never deletes it. A killed one, or a
+    different global batch, is still refused."""
+    from swallowlib.train.engine import check_run_dir
+
+    fields = {"tokens": 100, "world_size": 16, "micro_batch_size": 4, "grad_accum": 16, "seq_len": 8}
+    out = tmp_path / "run"
+    (out / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"fields": fields}))
+    one_process = {**fields, "world_size": 1, "grad_accum": 256}
+    with pytest.raises(TrainError, match="differs in: grad_accum, world_size"):  # killed: needs its own RNG states
+        check_run_dir(out, one_process)
+    (out / "final").mkdir()
+    (out / "final" / "trainer_state.json").write_text(json.dumps({"step": 1, "completed": True}))
+    check_run_dir(out, one_process)  # finished: stands
+    with pytest.raises(TrainError, match="differs in: world_size"):  # a different global batch: another training
+        check_run_dir(out, {**fields, "world_size": 1})
+    with pytest.raises(TrainError, match="differs in: grad_accum, tokens, world_size"):
+        check_run_dir(out, {**one_process, "tokens": 200})

@@ -137,6 +137,14 @@ def _hash(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: Identity fields that only say how the global batch is split over processes and micro-batches.
+BATCH_SPLIT = ("world_size", "micro_batch_size", "grad_accum")
+
+
+def _global_batch(fields: dict) -> int:
+    return int(fields.get("world_size", 1)) * int(fields.get("micro_batch_size", 1)) * int(fields.get("grad_accum", 1))
+
+
 def check_run_dir(out_dir: Path, fields: dict) -> None:
     """A run directory with checkpoints or a final model must come from the same run identity."""
     run_json = out_dir / "run.json"
@@ -150,6 +158,12 @@ def check_run_dir(out_dir: Path, fields: dict) -> None:
     if _hash(old) == _hash(fields):
         return
     diff = sorted(k for k in set(old) | set(fields) if old.get(k) != fields.get(k))
+    finished = summary_of(out_dir) is not None
+    if set(diff) <= set(BATCH_SPLIT) and finished and _global_batch(old) == _global_batch(fields):
+        # A finished run trained with the same global batch split differently over processes (e.g. 16 GPUs on two
+        # nodes, now opened from one): the same training, so it stands. Resuming a killed one would need the
+        # per-process RNG states of its own process count, so that still refuses below.
+        return
     if "vocab_size" in diff:
         raise TrainError(
             f"{out_dir}: its checkpoints have a vocabulary of {old.get('vocab_size')}, this run's tokenizer has "
