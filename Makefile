@@ -27,6 +27,15 @@ export PYTHONHASHSEED ?= 0
 PAPERMILL = $(VENV)/bin/papermill --log-output --no-progress-bar -k $(KERNEL) --cwd notebooks \
             -p config_path $(abspath $(CONFIG))
 
+# papermill writes its output notebook as it goes: run it under .partial/ and rename on success, so a stage that is
+# interrupted (Ctrl-C, kill -9) leaves no executed notebook for Make to take as done; the next run redoes the stage
+# and the stage's own code skips or resumes what it finished (datasets, trained steps, evaluated checkpoints).
+define run_notebook
+	@mkdir -p $(@D)/.partial
+	$(PAPERMILL) $(1) $< $(@D)/.partial/$(@F)
+	@mv -f $(@D)/.partial/$(@F) $@
+endef
+
 CORE_CODE := swallowlib/__init__.py swallowlib/config.py swallowlib/paths.py swallowlib/provenance.py
 CORPUS_CODE := $(CORE_CODE) $(wildcard swallowlib/corpus/*.py)
 TOKENIZER_CODE := $(CORE_CODE) $(wildcard swallowlib/tokenizer/*.py)
@@ -53,39 +62,33 @@ venv: $(ENV_STAMP) ## create/update the project's virtual environment (.venv) fr
 
 # --- stages -----------------------------------------------------------------------------------------------------
 $(NB_OUT)/01_corpus.ipynb: notebooks/01_corpus.ipynb $(CONFIG) $(CORPUS_CODE) | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(call run_notebook)
 
 corpus: $(ENV_STAMP) $(NB_OUT)/01_corpus.ipynb ## stage 01: fetch, extract, filter, dedup, split the corpus
 
 $(NB_OUT)/02_tokenizer.ipynb: notebooks/02_tokenizer.ipynb $(CONFIG) $(TOKENIZER_CODE) $(NB_OUT)/01_corpus.ipynb | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(call run_notebook)
 
 tokenizer: corpus $(NB_OUT)/02_tokenizer.ipynb ## stage 02: base + Japanese tokenizers, merge, HF export, efficiency
 
 $(NB_OUT)/03_embedding_init.ipynb: notebooks/03_embedding_init.ipynb $(CONFIG) $(EMBED_CODE) $(NB_OUT)/02_tokenizer.ipynb | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(call run_notebook)
 
 embedding-init: tokenizer $(NB_OUT)/03_embedding_init.ipynb ## stage 03: base model, resize, init methods compared
 
 # NUM_PROCESSES: processes per training run (GPUs on one machine; accelerate's gpu_1 / gpu_fsdp configs).
 $(NB_OUT)/04_pretrain.ipynb: notebooks/04_pretrain.ipynb $(CONFIG) $(TRAIN_CODE) $(NB_OUT)/03_embedding_init.ipynb | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $(if $(NUM_PROCESSES),-p num_processes $(NUM_PROCESSES)) $< $@
+	$(call run_notebook,$(if $(NUM_PROCESSES),-p num_processes $(NUM_PROCESSES)))
 
 pretrain: embedding-init $(NB_OUT)/04_pretrain.ipynb ## stage 04: the continual pre-training runs (subprocesses)
 
 $(NB_OUT)/05_eval.ipynb: notebooks/05_eval.ipynb $(CONFIG) $(EVAL_CODE) $(NB_OUT)/04_pretrain.ipynb | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(call run_notebook)
 
 eval: pretrain $(NB_OUT)/05_eval.ipynb ## stage 05: lm-eval over every checkpoint, one results table
 
 $(NB_OUT)/06_analysis.ipynb: notebooks/06_analysis.ipynb $(CONFIG) $(ANALYSIS_CODE) $(NB_OUT)/05_eval.ipynb | $(ENV_STAMP)
-	@mkdir -p $(@D)
-	$(PAPERMILL) $< $@
+	$(call run_notebook)
 
 analysis: eval $(NB_OUT)/06_analysis.ipynb ## stage 06: findings table + every figure of the study
 
