@@ -122,7 +122,9 @@ def compare(a: float, a_se: float, b: float, b_se: float) -> tuple[bool, str]:
         ok = abs(d) > REL_FLOOR * max(abs(a), abs(b))
         return ok, f"Δ {d:+.3f}, no stderr: {'>' if ok else '≤'} {REL_FLOOR:.0%} counts"
     ok = abs(d) > Z * se
-    return ok, f"Δ {d:+.3f} = {abs(d) / se if se else math.inf:.1f} stderr"
+    if se == 0:  # every resample gave the same value (e.g. all scores 0): no spread to measure against
+        return d != 0, f"Δ {d:+.3f}, no spread"
+    return ok, f"Δ {d:+.3f} = {abs(d) / se:.1f} stderr"
 
 
 def _result_json(profile: str, run: str, step: int | None = None) -> dict | None:
@@ -181,7 +183,9 @@ def compare_paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | 
         return compare(*fallback)
     d, se = p
     ok = abs(d) > Z * se
-    return ok, f"Δ {d:+.3f} = {abs(d) / se if se else math.inf:.1f} paired stderr"
+    if se == 0:
+        return d != 0, f"Δ {d:+.3f}, no spread"
+    return ok, f"Δ {d:+.3f} = {abs(d) / se:.1f} paired stderr"
 
 
 def _fmt(v: float, se: float = math.nan, digits: int = 3) -> str:
