@@ -79,11 +79,10 @@ class Finding:
 
 
 def results(profile: str) -> pd.DataFrame:
-    """The tidy eval table of stage 05 (one row per run, checkpoint, task, metric)."""
-    p = paths.eval_dir(profile) / "results.csv"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no evaluation results — run `make eval PROFILE={profile}` first")
-    df = pd.read_csv(p)
+    """The tidy eval table of stage 05 (one row per run, checkpoint, task, metric), without lm-eval's sample counts."""
+    from swallowlib.eval.report import results as eval_results
+
+    df = eval_results(profile)
     return df[df["metric"] != "sample_len"]
 
 
@@ -121,26 +120,30 @@ def compare(a: float, a_se: float, b: float, b_se: float) -> tuple[bool, str]:
     if math.isnan(se):
         ok = abs(d) > REL_FLOOR * max(abs(a), abs(b))
         return ok, f"Δ {d:+.3f}, no stderr: {'>' if ok else '≤'} {REL_FLOOR:.0%} counts"
-    ok = abs(d) > Z * se
+    return _judge(d, se, "stderr")
+
+
+def _judge(d: float, se: float, unit: str) -> tuple[bool, str]:
+    """A difference ``d`` against its standard error ``se``: counts beyond ``Z`` of them; the reason's wording."""
     if se == 0:  # every resample gave the same value (e.g. all scores 0): no spread to measure against
         return d != 0, f"Δ {d:+.3f}, no spread"
-    return ok, f"Δ {d:+.3f} = {abs(d) / se:.1f} stderr"
+    return abs(d) > Z * se, f"Δ {d:+.3f} = {abs(d) / se:.1f} {unit}"
 
 
 def _result_json(profile: str, run: str, step: int | None = None) -> dict | None:
-    """lm-eval's stored results (with per-document samples) of a run's checkpoint at ``step`` (default: its last)."""
-    d = paths.eval_dir(profile) / "results" / run
-    found = []
-    for f in d.glob("*.json"):
-        if f.name.endswith(".error.json"):
-            continue
-        res = json.loads(f.read_text(encoding="utf-8"))
-        found.append((res.get("swallow", {}).get("step") or 0, res))
-    if not found:
+    """lm-eval's stored results (with per-document samples) of a run's checkpoint at ``step`` (default: its last).
+
+    The tidy table names the checkpoint, so only that one file is read (they are MB each, with every sample).
+    """
+    sub = results(profile)
+    sub = sub[sub["run"] == run]
+    if step is not None:
+        sub = sub[sub["step"] == step]
+    if sub.empty:
         return None
-    if step is None:
-        return max(found, key=lambda x: x[0])[1]
-    return next((r for s, r in found if s == step), None)
+    name = sub.loc[sub["step"].idxmax(), "checkpoint"]
+    path = paths.eval_dir(profile) / "results" / run / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
@@ -181,11 +184,7 @@ def compare_paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | 
     p = paired(profile, a, b, task)
     if p is None:
         return compare(*fallback)
-    d, se = p
-    ok = abs(d) > Z * se
-    if se == 0:
-        return d != 0, f"Δ {d:+.3f}, no spread"
-    return ok, f"Δ {d:+.3f} = {abs(d) / se:.1f} paired stderr"
+    return _judge(*p, "paired stderr")
 
 
 def _fmt(v: float, se: float = math.nan, digits: int = 3) -> str:

@@ -183,7 +183,8 @@ def test_confound_probe_same_text_coarser_units_lower_rouge(tmp_path, monkeypatc
     assert eval_report._lead(items["ja"][0]["description"], "ja") == "二つのロケータから距離と方位角を計算します。"
 
 
-def _result_file(run: str, step: int, items: list[tuple[float, int]], task: str = "bpb_ja") -> None:
+def _result_file(run: str, step: int, items: list[tuple[float, int]], task: str = "bpb_ja") -> dict:
+    """lm-eval's JSON (with per-document samples) of one checkpoint, as stage 05 stores it; returns its table row."""
     from swallowlib.eval.metrics import bits_per_byte
 
     d = paths.eval_dir("tiny") / "results" / run
@@ -193,6 +194,8 @@ def _result_file(run: str, step: int, items: list[tuple[float, int]], task: str 
                                             for i, x in enumerate(items)]},
            "swallow": {"run": run, "checkpoint": f"step-{step:08d}", "step": step}}  # fmt: skip
     (d / f"step-{step:08d}.json").write_text(json.dumps(res))
+    return {"run": run, "checkpoint": f"step-{step:08d}", "step": step, "tokens": step * 100, "task": task,
+            "metric": "bits_per_byte", "value": bits_per_byte(items), "stderr": None}
 
 
 def test_paired_bootstrap_known_answer_and_tighter_than_independent(profile):
@@ -200,6 +203,7 @@ def test_paired_bootstrap_known_answer_and_tighter_than_independent(profile):
     the difference itself is exact, and without samples there is no paired answer (the caller falls back)."""
     import numpy as np
 
+    _, write = profile
     from swallowlib.eval.metrics import bits_per_byte
 
     rng = np.random.default_rng(1)
@@ -207,8 +211,7 @@ def test_paired_bootstrap_known_answer_and_tighter_than_independent(profile):
     hard = rng.uniform(1.0, 4.0, 50)  # documents differ a lot in difficulty: the independent errors are large
     a = [(-float(h * n), int(n)) for h, n in zip(hard, nbytes, strict=True)]
     b = [(ll * 1.02, n) for ll, n in a]  # b is uniformly 2 % worse on every document
-    _result_file("a", 10, a)
-    _result_file("b", 10, b)
+    write(pd.DataFrame([_result_file("a", 10, a), _result_file("b", 10, b)]))  # the table names the checkpoints
     d, se = analysis.paired("tiny", ("a", None), ("b", None), "bpb_ja", iters=400)
     assert d == pytest.approx(bits_per_byte(a) - bits_per_byte(b))
     indep = math.hypot(*(np.std([bits_per_byte([x[i] for i in rng.integers(0, 50, 50)]) for _ in range(400)])

@@ -25,7 +25,10 @@ HEADLINE = {
 
 def results(profile: str) -> pd.DataFrame:
     """The tidy results table (run, checkpoint, step, tokens, task, metric, value, stderr)."""
-    return pd.read_csv(paths.eval_dir(profile) / "results.csv")
+    p = paths.eval_dir(profile) / "results.csv"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no evaluation results — run `make eval PROFILE={profile}` first")
+    return pd.read_csv(p)
 
 
 def final_table(profile: str) -> pd.DataFrame:
