@@ -289,8 +289,8 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         cks = discover(cfg, runs)
     tm = task_manager(task_dir, registry=bool(cfg.eval.harness_tasks))
     done, skipped, failed = [], [], []
-    # Weights already evaluated in this call, by (run, step): their tasks, to reuse for an identical checkpoint.
-    evaluated: dict[tuple, dict] = {}
+    # Weights already evaluated in this call, by (run, step) -> their result file, to reuse for identical weights.
+    evaluated: dict[tuple, Path] = {}
     for ck in tqdm(cks, desc="checkpoints", unit="ckpt"):
         out = result_path(cfg, ck)
         err = out.with_suffix(".error.json")
@@ -302,7 +302,7 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
                 if prev.get("swallow", {}).get("fingerprint") == fp and prev["swallow"].get("weights") == wid:
                     skipped.append(ck)
                     if key is not None:
-                        evaluated.setdefault(key, prev)
+                        evaluated.setdefault(key, out)
                     continue
             except (json.JSONDecodeError, KeyError):
                 pass
@@ -311,7 +311,7 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
             tok = check_checkpoint(ck.path, cfg.profile)
             ck = Checkpoint(ck.run, ck.name, ck.path, tok, ck.step, ck.tokens, ck.last)
             wanted = set(_task_names(cfg, ck)) | set(cfg.eval.harness_tasks)
-            same = evaluated.get(key) if key is not None else None
+            same = json.loads(evaluated[key].read_text(encoding="utf-8")) if key in evaluated else None
             if same is not None and wanted <= set(same.get("results", {})):
                 res = {k: v for k, v in same.items() if k != "swallow"}  # the same weights: the same numbers
                 log.info("%s/%s: same weights as %s/%s, results reused", ck.run, ck.name,
@@ -330,7 +330,7 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
                           "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid}
         _save_json(out, res)
         if key is not None:
-            evaluated.setdefault(key, res)
+            evaluated.setdefault(key, out)
         err.unlink(missing_ok=True)
         done.append((ck, wall))
         log.info("%s/%s evaluated in %.1f s", ck.run, ck.name, wall)
