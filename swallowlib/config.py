@@ -324,6 +324,17 @@ class TrainConfig:
     runs: dict[str, RunConfig] = field(default_factory=dict)
 
 
+def run_optimizer(tc: TrainConfig, rc: RunConfig) -> OptimizerConfig:
+    """One run's optimizer: ``train.optimizer`` with the run's own ``lr`` / ``min_lr_ratio`` / ``warmup_steps``."""
+    own = {k: getattr(rc, k) for k in ("lr", "min_lr_ratio", "warmup_steps") if getattr(rc, k) is not None}
+    return dataclasses.replace(tc.optimizer, **own)
+
+
+def run_checkpoint_fractions(tc: TrainConfig, rc: RunConfig) -> list[float]:
+    """One run's milestones (fractions of its token budget): its own, else ``train.checkpoint_fractions``."""
+    return list(rc.checkpoint_fractions or tc.checkpoint_fractions)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 05: evaluation (lm-evaluation-harness; swallowlib/eval)
 

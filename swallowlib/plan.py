@@ -34,7 +34,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from swallowlib import paths
-from swallowlib.config import Config, ConfigError, ModelConfig, QualityFilters, load_config
+from swallowlib.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    QualityFilters,
+    load_config,
+    run_checkpoint_fractions,
+    run_optimizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +298,7 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
     for name in names:
         rc = get_run(cfg, name)
         v, v_src = vocab[rc.tokenizer]
-        opt = {k: getattr(rc, k) if getattr(rc, k) is not None else getattr(tc.optimizer, k)
-               for k in ("lr", "min_lr_ratio", "warmup_steps")}  # fmt: skip
+        opt = run_optimizer(tc, rc)
         tokens_per_step = tc.seq_len * tc.micro_batch_size * tc.grad_accum * processes
         steps = total_steps(rc.tokens, tc.seq_len, tc.micro_batch_size, tc.grad_accum, processes)
         per_token, per_token_6n = flops_per_token(arch, v, tc.seq_len)
@@ -304,20 +311,20 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
             "mix": dict(rc.mix), "tokens": rc.tokens, "tokens_trained": trained, "seq_len": tc.seq_len,
             "micro_batch": tc.micro_batch_size, "grad_accum": tc.grad_accum, "processes": processes,
             "global_batch_seqs": tc.micro_batch_size * tc.grad_accum * processes, "tokens_per_step": tokens_per_step,
-            "steps": steps, "lr": opt["lr"], "min_lr": opt["lr"] * opt["min_lr_ratio"],
-            "min_lr_ratio": opt["min_lr_ratio"], "warmup_steps": opt["warmup_steps"], "peft": rc.peft,
+            "steps": steps, "lr": opt.lr, "min_lr": opt.lr * opt.min_lr_ratio,
+            "min_lr_ratio": opt.min_lr_ratio, "warmup_steps": opt.warmup_steps, "peft": rc.peft,
             "checkpoints": [{"fraction": f, "step": s, "tokens": s * tokens_per_step}
-                            for s, f in sorted(milestone_steps(tc.checkpoint_fractions, steps).items())],
+                            for s, f in sorted(milestone_steps(run_checkpoint_fractions(tc, rc), steps).items())],
             "params": param_count(arch, v), "flops_per_token": per_token, "flops": per_token * trained,
             "flops_6nd": per_token_6n * trained, "gpu_hours": None, "wall_hours": None, "cpu_hours": None,
         }  # fmt: skip
         if r["warmup_steps"] >= steps:  # by design for the short comparison CPTs; worth seeing for any other run
             from swallowlib.train.optim import lr_factor
 
-            top = opt["lr"] * lr_factor(steps - 1, warmup_steps=r["warmup_steps"], total_steps=steps,
-                                         min_lr_ratio=opt["min_lr_ratio"])  # fmt: skip
+            top = opt.lr * lr_factor(steps - 1, warmup_steps=r["warmup_steps"], total_steps=steps,
+                                         min_lr_ratio=opt.min_lr_ratio)  # fmt: skip
             r["note"] = (f"the whole run is inside its {r['warmup_steps']:,}-step warm-up: the learning rate reaches "
-                         f"{top:.3g} ({top / opt['lr']:.0%} of the peak)")
+                         f"{top:.3g} ({top / opt.lr:.0%} of the peak)")
         if corpus_tok:
             r["epochs"] = {s: rc.tokens * share / corpus_tok[rc.tokenizer][s]
                            for s, share in rc.mix.items() if share > 0 and corpus_tok[rc.tokenizer].get(s)}

@@ -186,6 +186,11 @@ def test_cpu_profiles_plan_tokens_and_steps(profile, tmp_path):
     assert base["steps"] == -(-tc.runs["base"].tokens // (tc.seq_len * tc.micro_batch_size * tc.grad_accum))
     assert base["vocab"] == cfg.tokenizer.base_vocab and base["stage"] == "03 (base)"
     assert "GPU-hours total n/a" in text and "run cpt-ve [stage 04]" in text
+    # milestones as the engine saves them: the train-wide fractions, or a run's own (the init comparison: its end only)
+    cpt = next(r for r in p["runs"] if r["name"] == "cpt-ve")
+    assert [c["fraction"] for c in cpt["checkpoints"]] == tc.checkpoint_fractions
+    cmp_runs = [r for r in p["runs"] if r["name"].startswith("init-cmp-")]
+    assert cmp_runs and all([c["fraction"] for c in r["checkpoints"]] == [1.0] for r in cmp_runs)
     with use_runs(tmp_path):  # an explicit card makes an estimate for any profile
         assert plan.plan(cfg, gpu="A100")["totals"]["gpu_hours"] > 0
 

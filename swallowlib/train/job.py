@@ -6,14 +6,13 @@ Every missing input is one clear error naming the file and the command that buil
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from contextlib import nullcontext
 from pathlib import Path
 
 from swallowlib import paths
-from swallowlib.config import Config, ConfigError, RunConfig, to_dict
+from swallowlib.config import Config, ConfigError, RunConfig, run_checkpoint_fractions, run_optimizer, to_dict
 from swallowlib.provenance import fingerprint, provenance
 from swallowlib.train import data as tdata
 from swallowlib.train import model as modeling
@@ -143,10 +142,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
     eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}
     eval_data = {s: a for s, a in eval_data.items() if len(a)}
 
-    ocfg = dataclasses.replace(
-        tc.optimizer,
-        **{k: getattr(rc, k) for k in ("lr", "min_lr_ratio", "warmup_steps") if getattr(rc, k) is not None},
-    )
+    ocfg = run_optimizer(tc, rc)
     identity = {
         "init_identity": _init_identity(init),
         "tokenizer": tdata.tokenizer_fingerprint(tok_dir),
@@ -193,7 +189,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         embedding_warmup_steps=(
             rc.embedding_warmup_steps if rc.embedding_warmup_steps is not None else tc.embedding_warmup_steps
         ),
-        checkpoint_fractions=list(rc.checkpoint_fractions or tc.checkpoint_fractions),
+        checkpoint_fractions=run_checkpoint_fractions(tc, rc),
         save_every_steps=tc.save_every_steps,
         keep_last=tc.keep_last,
         log_every_steps=tc.log_every_steps,
