@@ -75,13 +75,14 @@ def bench_throughput() -> list[dict]:
     mixture = tdata.Mixture({"en": src}, {"en": 1.0}, seed=0)
     model_cfg = modeling.llama_config(tc.model, vocab)
     acc = make_accelerator("fp32")
-    tokens_per_step = tc.micro_batch_size * tc.grad_accum * tc.seq_len
+    tokens_per_step = tc.batch_size * tc.seq_len
+    accum = tc.batch_size // tc.micro_batch_size  # one process
     total = 10**6  # the schedule's horizon: long enough that the LR is still near its peak
 
     def job(compile_: bool) -> Job:
         return Job(
             name="bench", out_dir=Path(tempfile.gettempdir()), data=mixture, tokens=total * tokens_per_step,
-            seq_len=tc.seq_len, micro_batch_size=tc.micro_batch_size, grad_accum=tc.grad_accum,
+            seq_len=tc.seq_len, micro_batch_size=tc.micro_batch_size, batch_size=tc.batch_size,
             optimizer=tc.optimizer, model_init="scratch", model_config=model_cfg, tokenizer_size=vocab,
             precision="fp32", compile=compile_,
         )  # fmt: skip
@@ -96,11 +97,11 @@ def bench_throughput() -> list[dict]:
     base_sched = build_scheduler(base_opt, warmup_steps=o.warmup_steps, total_steps=total, min_lr_ratio=o.min_lr_ratio)
 
     def baseline_step(step: int) -> None:
-        for a in range(tc.grad_accum):
-            x = torch.from_numpy(mixture.batch(tdata.step_indices(step, a, 0, 1, tc.micro_batch_size, tc.grad_accum)))
+        for a in range(accum):
+            x = torch.from_numpy(mixture.batch(tdata.step_indices(step, a, 0, 1, tc.micro_batch_size, accum)))
             x = x[:, :-1]
             out = base_model(input_ids=x, labels=x)
-            (out.loss / tc.grad_accum).backward()
+            (out.loss / accum).backward()
         torch.nn.utils.clip_grad_norm_(base_model.parameters(), o.grad_clip)
         base_opt.step()
         base_sched.step()

@@ -304,8 +304,17 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     seq_len: int = 256  # tokens per training sequence (packed, no padding)
     micro_batch_size: int = 8  # sequences per process per forward/backward
-    grad_accum: int = 1  # micro-batches per optimizer step; global batch = micro x accum x processes
-    processes: int = 1  # processes (GPUs) the global batch is sized for; the plan uses it, a launch with others warns
+    # Global batch: sequences per optimizer step, all processes together. It is the same on any process count: the
+    # gradient accumulation is derived, batch_size / (micro_batch_size x processes), and must divide evenly.
+    batch_size: int = 8
+    processes: int = 1  # processes (GPUs) the profile is planned for: the plan's and the memory estimate's default
+    # FSDP2 full shard (one unit per decoder layer + the root) when launched on several processes, or on one to
+    # rehearse the sharded path; DDP otherwise. Resume checkpoints are then sharded (one file per process).
+    fsdp: bool = False
+    activation_checkpointing: bool = False  # recompute each decoder layer in the backward (less memory, ~1/3 more compute)
+    # The accelerator memory each process has, GiB (e.g. 80 for an 80 GB card): the memory estimate of every run must
+    # fit it with 15 % to spare (`make plan`, `make preflight`). None: CPU profiles, not checked.
+    device_memory_gib: float | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp32 on CPU, bf16 (autocast) on GPU
     compile: bool = False  # torch.compile the forward + loss
@@ -328,6 +337,21 @@ def run_optimizer(tc: TrainConfig, rc: RunConfig) -> OptimizerConfig:
     """One run's optimizer: ``train.optimizer`` with the run's own ``lr`` / ``min_lr_ratio`` / ``warmup_steps``."""
     own = {k: getattr(rc, k) for k in ("lr", "min_lr_ratio", "warmup_steps") if getattr(rc, k) is not None}
     return dataclasses.replace(tc.optimizer, **own)
+
+
+def grad_accum(tc: TrainConfig, processes: int) -> int:
+    """Micro-batches per optimizer step on ``processes`` processes, so that the global batch stays ``batch_size``.
+
+    >>> grad_accum(TrainConfig(micro_batch_size=4, batch_size=1024), 16)
+    16
+    """
+    per_step = tc.micro_batch_size * processes
+    if tc.batch_size % per_step:
+        raise ConfigError(
+            f"train.batch_size {tc.batch_size} is not a multiple of micro_batch_size x processes "
+            f"({tc.micro_batch_size} x {processes}); change the process count or train.micro_batch_size"
+        )
+    return tc.batch_size // per_step
 
 
 def run_checkpoint_fractions(tc: TrainConfig, rc: RunConfig) -> list[float]:
@@ -570,10 +594,13 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         if obj.checkpoint_fractions is not None:
             _check_fractions(obj.checkpoint_fractions, fail)
     elif isinstance(obj, TrainConfig):
-        for name in ("seq_len", "micro_batch_size", "grad_accum", "processes", "save_every_steps", "keep_last",
+        for name in ("seq_len", "micro_batch_size", "batch_size", "processes", "save_every_steps", "keep_last",
                      "log_every_steps", "num_proc"):
             if getattr(obj, name) < 1:
                 fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+        if obj.batch_size % (obj.micro_batch_size * obj.processes):
+            fail("batch_size", f"{obj.batch_size} sequences do not split into micro-batches of {obj.micro_batch_size} "
+                 f"on {obj.processes} process(es); make it a multiple of micro_batch_size x processes")
         for name in ("eval_sequences", "embedding_warmup_steps"):
             if getattr(obj, name) < 0:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")

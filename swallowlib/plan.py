@@ -11,7 +11,7 @@ present (the merged vocabulary size, corpus sizes and characters per token, fini
 other number is labelled an estimate or an assumption.
 
 Per training run: start weights, tokenizer and vocabulary, mix, tokens, optimizer steps
-(``ceil(tokens / (seq_len × micro_batch × grad_accum × processes))``, as the engine counts them), milestones, and
+(``ceil(tokens / (seq_len × batch_size))``, as the engine counts them), milestones, and
 compute. FLOPs follow the engine's MFU definition (:func:`swallowlib.train.model.flops_per_token`):
 ``tokens × (6·N + 12·n_layers·d·seq_len)``, ``N`` every parameter but the input embedding; ``6·N·D`` alone is
 printed beside it. GPU-hours = FLOPs / (peak bf16 FLOP/s of the card × MFU), both assumptions that ``--gpu`` /
@@ -38,6 +38,7 @@ from swallowlib.config import (
     Config,
     ConfigError,
     ModelConfig,
+    grad_accum,
     QualityFilters,
     load_config,
     run_checkpoint_fractions,
@@ -109,12 +110,11 @@ def flops_per_token(arch: Arch, vocab: int, seq_len: int) -> tuple[float, float]
     return total, total - 12.0 * arch.num_layers * arch.hidden_size * seq_len
 
 
-def total_steps(tokens: int, seq_len: int, micro_batch: int, grad_accum: int, processes: int) -> int:
+def total_steps(tokens: int, seq_len: int, batch_size: int) -> int:
     """Optimizer steps the engine runs for a token budget (:func:`swallowlib.train.engine.total_steps_of`)."""
     from swallowlib.train.engine import total_steps_of
 
-    job = SimpleNamespace(tokens=tokens, micro_batch_size=micro_batch, grad_accum=grad_accum, seq_len=seq_len)
-    return total_steps_of(job, processes)
+    return total_steps_of(SimpleNamespace(tokens=tokens, batch_size=batch_size, seq_len=seq_len))
 
 
 def milestone_steps(fractions: list[float], steps: int) -> dict[int, float]:
@@ -299,8 +299,8 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
         rc = get_run(cfg, name)
         v, v_src = vocab[rc.tokenizer]
         opt = run_optimizer(tc, rc)
-        tokens_per_step = tc.seq_len * tc.micro_batch_size * tc.grad_accum * processes
-        steps = total_steps(rc.tokens, tc.seq_len, tc.micro_batch_size, tc.grad_accum, processes)
+        tokens_per_step = tc.seq_len * tc.batch_size
+        steps = total_steps(rc.tokens, tc.seq_len, tc.batch_size)
         per_token, per_token_6n = flops_per_token(arch, v, tc.seq_len)
         trained = steps * tokens_per_step  # the last step may overshoot the budget
         comparison = name.startswith("init-cmp-")
@@ -309,8 +309,8 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
             "init": "init-cmp" if comparison else rc.init, "init_label": _init_label(cfg, name, rc.init),
             "tokenizer": rc.tokenizer, "vocab": v, "vocab_source": v_src,
             "mix": dict(rc.mix), "tokens": rc.tokens, "tokens_trained": trained, "seq_len": tc.seq_len,
-            "micro_batch": tc.micro_batch_size, "grad_accum": tc.grad_accum, "processes": processes,
-            "global_batch_seqs": tc.micro_batch_size * tc.grad_accum * processes, "tokens_per_step": tokens_per_step,
+            "micro_batch": tc.micro_batch_size, "grad_accum": grad_accum(tc, processes), "processes": processes,
+            "global_batch_seqs": tc.batch_size, "tokens_per_step": tokens_per_step,
             "steps": steps, "lr": opt.lr, "min_lr": opt.lr * opt.min_lr_ratio,
             "min_lr_ratio": opt.min_lr_ratio, "warmup_steps": opt.warmup_steps, "peft": rc.peft,
             "checkpoints": [{"fraction": f, "step": s, "tokens": s * tokens_per_step}

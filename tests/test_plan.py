@@ -183,7 +183,7 @@ def test_cpu_profiles_plan_tokens_and_steps(profile, tmp_path):
     assert p["device"] == "cpu" and p["totals"]["gpu_hours"] is None and p["totals"]["cpu_hours"] is None
     tc = cfg.train
     base = next(r for r in p["runs"] if r["name"] == "base")
-    assert base["steps"] == -(-tc.runs["base"].tokens // (tc.seq_len * tc.micro_batch_size * tc.grad_accum))
+    assert base["steps"] == -(-tc.runs["base"].tokens // (tc.seq_len * tc.batch_size))
     assert base["vocab"] == cfg.tokenizer.base_vocab and base["stage"] == "03 (base)"
     assert "GPU-hours total n/a" in text and "run cpt-ve [stage 04]" in text
     # milestones as the engine saves them: the train-wide fractions, or a run's own (the init comparison: its end only)

@@ -30,10 +30,10 @@ def test_two_process_gloo_ddp_matches_one_process(tree, tmp_path):
     run = {"init": "scratch", "tokenizer": "base", "mix": {"ja": 0.5, "en": 0.5}, "tokens": 12 * 256}
 
     def one(d):  # 1 process x 2 micro-batches of 4 = 8 sequences per step
-        d["train"].update(micro_batch_size=4, grad_accum=2, runs={"one": run})
+        d["train"].update(micro_batch_size=4, batch_size=8, runs={"one": run})
 
     def two(d):  # 2 processes x 4 sequences = the same 8 sequences per step
-        d["train"].update(micro_batch_size=4, grad_accum=1, runs={"two": run})
+        d["train"].update(micro_batch_size=4, batch_size=8, runs={"two": run})
 
     c1, c2 = (
         write_config(tree["config"], tmp_path / "one.yaml", one),

@@ -67,6 +67,7 @@ def build_tree(root: Path) -> Path:
             },  # fmt: skip
             "seq_len": 32,
             "micro_batch_size": 4,
+            "batch_size": 4,
             "optimizer": {"lr": 3e-3, "min_lr_ratio": 0.1, "warmup_steps": 3},
             "checkpoint_fractions": [0.5, 1.0],
             "save_every_steps": 4,

@@ -7,7 +7,7 @@ function of the step (:mod:`swallowlib.train.data`), so a run killed at any mome
 weights an uninterrupted run has (bitwise on CPU). ``swallowlib.train.job`` builds a Job from the profile config;
 ``swallowlib.train.gpu_check`` builds one on synthetic tokens.
 
-Per step: ``grad_accum`` micro-batches (gradient sync only on the last, ``accelerator.no_sync``), the loss from the
+Per step: ``batch_size / (micro_batch_size × processes)`` micro-batches (gradient sync only on the last, ``accelerator.no_sync``), the loss from the
 logits with one ``cross_entropy`` (compiled with the forward by ``torch.compile`` when ``compile`` is on), global
 gradient-norm clipping, fused AdamW, the LR schedule. During an embedding-only warm-up the gradients of every other
 parameter are dropped before the optimizer step (AdamW then leaves those weights bitwise untouched); dropping them
@@ -60,7 +60,7 @@ class Job:
     tokens: int  # token budget
     seq_len: int
     micro_batch_size: int
-    grad_accum: int
+    batch_size: int  # global: sequences per optimizer step, all processes together
     optimizer: OptimizerConfig
     model_init: str  # "scratch" or an HF directory / Hub id
     model_config: Any = None  # an HF config (scratch runs)
@@ -82,7 +82,8 @@ class Job:
     identity: dict = field(default_factory=dict)  # extra fingerprint fields: data, tokenizer, init weights
     provenance: dict = field(default_factory=dict)  # resolved config, versions, git SHA (saved with the run)
     progress: bool = True  # tqdm bar on the main process
-    processes: int | None = None  # processes the global batch is sized for (train.processes); others: a warning
+    fsdp: bool = False  # FSDP2 full shard (swallowlib.train.parallel); DDP otherwise when on several processes
+    activation_checkpointing: bool = False
 
 
 def resolve_precision(precision: str) -> str:
@@ -119,8 +120,9 @@ def identity_fields(job: Job, world_size: int) -> dict:
         "tokens": job.tokens,
         "seq_len": job.seq_len,
         "micro_batch_size": job.micro_batch_size,
-        "grad_accum": job.grad_accum,
+        "grad_accum": grad_accum_of(job, world_size),
         "world_size": world_size,
+        "fsdp": job.fsdp,
         "optimizer": asdict(job.optimizer),
         "precision": job.precision,
         "compile": job.compile,
@@ -286,6 +288,7 @@ class Trainer:
     def __init__(self, job: Job, acc, total_steps: int):
         self.job, self.acc, self.total_steps = job, acc, total_steps
         self.world, self.rank = acc.num_processes, acc.process_index
+        self.grad_accum = grad_accum_of(job, self.world)
         device_type = acc.device.type
         if device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers outside autocast
@@ -333,16 +336,16 @@ class Trainer:
 
     def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One optimizer step on the global batch of ``step``: ``(summed micro-batch losses, grad norm, lr)``."""
-        job, acc, model = self.job, self.acc, self.model
+        job, acc, model, accum = self.job, self.acc, self.model, self.grad_accum
         loss_sum = torch.zeros((), device=acc.device)
-        for a in range(job.grad_accum):
-            ks = step_indices(step, a, self.rank, self.world, job.micro_batch_size, job.grad_accum)
+        for a in range(accum):
+            ks = step_indices(step, a, self.rank, self.world, job.micro_batch_size, accum)
             batch = torch.from_numpy(job.data.batch(ks)).to(acc.device, non_blocking=True)
-            sync = a == job.grad_accum - 1
+            sync = a == accum - 1
             with nullcontext() if sync else acc.no_sync(model):
                 with acc.autocast():
                     loss = self.loss_fn(model, batch[:, :-1], batch[:, 1:])
-                acc.backward(loss / job.grad_accum)
+                acc.backward(loss / accum)
             loss_sum += loss.detach().float()
         if step < job.embedding_warmup_steps:
             for p in self.frozen_in_warmup:
@@ -366,9 +369,21 @@ class Trainer:
         self.acc.wait_for_everyone()
 
 
-def total_steps_of(job: Job, world_size: int) -> int:
+def total_steps_of(job: Job) -> int:
     """Optimizer steps that cover the job's token budget (the last step may overshoot by < one step)."""
-    return max(1, math.ceil(job.tokens / (job.micro_batch_size * job.grad_accum * world_size * job.seq_len)))
+    return max(1, math.ceil(job.tokens / (job.batch_size * job.seq_len)))
+
+
+def grad_accum_of(job: Job, world_size: int) -> int:
+    """Micro-batches per process and step that keep the global batch at ``job.batch_size`` on ``world_size``."""
+    per_step = job.micro_batch_size * world_size
+    if job.batch_size % per_step:
+        raise TrainError(
+            f"{job.name}: a global batch of {job.batch_size} sequences does not split into micro-batches of "
+            f"{job.micro_batch_size} on {world_size} process(es); launch on a process count that divides "
+            f"{job.batch_size // job.micro_batch_size} or change train.micro_batch_size"
+        )
+    return job.batch_size // per_step
 
 
 def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_if_changed: bool = False) -> dict:
@@ -384,14 +399,8 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
     acc = accelerator or make_accelerator(job.precision)
     world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
     device_type = acc.device.type
-    tokens_per_step = job.micro_batch_size * job.grad_accum * world * job.seq_len
-    if is_main and job.processes is not None and world != job.processes:
-        log.warning(
-            "%s: launched on %d process(es) but train.processes is %d: the global batch is %d sequences, not the "
-            "configured %d (set grad_accum to keep it)", job.name, world, job.processes,
-            job.micro_batch_size * job.grad_accum * world, job.micro_batch_size * job.grad_accum * job.processes,
-        )
-    total_steps = total_steps_of(job, world)
+    tokens_per_step = job.batch_size * job.seq_len
+    total_steps = total_steps_of(job)
     milestones: dict[int, float] = {}
     for f in job.checkpoint_fractions:
         milestones.setdefault(max(1, round(f * total_steps)), f)
@@ -468,7 +477,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             break
         loss_sum, grad_norm, lr = tr.step(step)
         loss_acc += loss_sum
-        n_acc += job.grad_accum
+        n_acc += tr.grad_accum
         done = step + 1
         steps_run += 1
         steps_since_log += 1

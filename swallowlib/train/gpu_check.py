@@ -55,7 +55,7 @@ def make_job(out: Path, *, tiny: bool, steps: int, micro_batch: int, compile: bo
         tokens=steps * tokens_per_step,
         seq_len=seq,
         micro_batch_size=micro_batch,
-        grad_accum=1,
+        batch_size=micro_batch,
         optimizer=OptimizerConfig(lr=3e-4, min_lr_ratio=0.1, warmup_steps=max(1, steps // 10)),
         model_init="scratch",
         model_config=llama_config(mcfg, vocab),
