@@ -1,4 +1,4 @@
-"""DDP over gloo with 2 CPU processes (``accelerate launch`` with configs/accelerate/cpu_ddp_2.yaml) gives the same
+"""DDP over gloo with 2 CPU processes (``accelerate launch`` with configs/accelerate/cpu_multi.yaml) gives the same
 losses and weights as 1 process with the same global batch, within float tolerance."""
 
 import json

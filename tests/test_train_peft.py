@@ -44,7 +44,7 @@ def test_lora_with_trainable_new_rows(tree, tmp_path):
             assert torch.equal(final[k], init[k]), k  # not adapted: frozen
         if k.endswith(("q_proj.weight", "down_proj.weight")):
             assert not torch.equal(final[k], init[k]), k  # LoRA merged in
-    resume = _weights(checkpoint.list_checkpoints(out / "checkpoints")[-1][1])
+    resume = checkpoint.read_model(checkpoint.list_checkpoints(out / "checkpoints")[-1][1])
     assert any("lora_A" in k for k in resume) and any("trainable_tokens_delta" in k for k in resume)
     from transformers import AutoModelForCausalLM
 

@@ -81,7 +81,7 @@ def test_corrupted_latest_checkpoint_falls_back(tree, tmp_path, caplog):
     assert not s["completed"]
     ck = checkpoint.list_checkpoints(out / "checkpoints")
     assert [step for step, _ in ck] == [4, 8]
-    f = ck[-1][1] / "model.safetensors"
+    f = ck[-1][1] / "state" / "__0_0.distcp"  # the process's model + optimizer shard
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
@@ -99,7 +99,7 @@ def test_every_checkpoint_corrupted_is_an_error(tree, tmp_path):
     shutil.rmtree(out)
     train_inprocess(tree["config"], "base", runs, max_steps=6)
     for _, p in checkpoint.list_checkpoints(out / "checkpoints"):
-        (p / "optimizer.pt").write_bytes(b"garbage")
+        (p / "state" / "__0_0.distcp").write_bytes(b"garbage")
     with pytest.raises(checkpoint.CheckpointError, match="every checkpoint is corrupted"):
         train_inprocess(tree["config"], "base", runs)
 
@@ -181,12 +181,12 @@ def test_a_finished_run_split_over_other_processes_stands(tmp_path):
     (out / "checkpoints" / "step-00000001").mkdir(parents=True)
     (out / "run.json").write_text(json.dumps({"fields": fields}))
     one_process = {**fields, "world_size": 1, "grad_accum": 256}
-    with pytest.raises(TrainError, match="differs in: grad_accum, world_size"):  # killed: needs its own RNG states
+    with pytest.raises(TrainError, match="written by 16 process"):  # killed: needs its own RNG states and shards
         check_run_dir(out, one_process)
     (out / "final").mkdir()
     (out / "final" / "trainer_state.json").write_text(json.dumps({"step": 1, "completed": True}))
     check_run_dir(out, one_process)  # finished: stands
-    with pytest.raises(TrainError, match="differs in: world_size"):  # a different global batch: another training
+    with pytest.raises(TrainError, match="this launch has 1"):  # a different global batch: another training
         check_run_dir(out, {**fields, "world_size": 1})
     with pytest.raises(TrainError, match="differs in: grad_accum, tokens, world_size"):
         check_run_dir(out, {**one_process, "tokens": 200})

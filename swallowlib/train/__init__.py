@@ -1,7 +1,7 @@
 """Stage 04: the training engine (base pre-training and continual pre-training), on ``accelerate``.
 
     python -m swallowlib.train --config configs/tiny.yaml --run base          # one process
-    accelerate launch --config_file configs/accelerate/cpu_ddp_2.yaml -m swallowlib.train --config … --run …
+    accelerate launch --config_file configs/accelerate/cpu_multi.yaml -m swallowlib.train --config … --run …
 
 From a notebook (training never runs in the kernel: :func:`launch` starts it as a subprocess and streams its
 output), then read the results back:
@@ -32,12 +32,13 @@ ACCELERATE_CONFIGS = paths.CONFIGS / "accelerate"
 
 
 def accelerate_config(num_processes: int = 1) -> Path:
-    """The accelerate config for this machine: ``cpu_1``/``cpu_ddp_2`` without CUDA, ``gpu_1``/``gpu_fsdp`` with it."""
+    """The accelerate launcher config for this machine: ``cpu_1``/``cpu_multi`` without CUDA, ``gpu_1``/``gpu_multi``
+    with it (they only start processes: DDP or FSDP is the profile's ``train.fsdp``)."""
     import torch
 
     if torch.cuda.is_available():
-        return ACCELERATE_CONFIGS / ("gpu_1.yaml" if num_processes == 1 else "gpu_fsdp.yaml")
-    return ACCELERATE_CONFIGS / ("cpu_1.yaml" if num_processes == 1 else "cpu_ddp_2.yaml")
+        return ACCELERATE_CONFIGS / ("gpu_1.yaml" if num_processes == 1 else "gpu_multi.yaml")
+    return ACCELERATE_CONFIGS / ("cpu_1.yaml" if num_processes == 1 else "cpu_multi.yaml")
 
 
 def launch_command(
@@ -62,20 +63,32 @@ def launch_command(
 
 
 def launch(
-    config_path: str | Path, run: str, num_processes: int = 1, *, accelerate_config_file: str | Path | None = None,
-    extra_args: tuple[str, ...] = (), quiet: bool = False, env: dict | None = None,
-    main_process_port: int | None = None,
+    config_path: str | Path, run: str, num_processes: int | None = None, *,
+    accelerate_config_file: str | Path | None = None, extra_args: tuple[str, ...] = (), quiet: bool = False,
+    env: dict | None = None, main_process_port: int | None = None,
 ) -> int:  # fmt: skip
     """Run one training run in a subprocess (under ``accelerate launch`` for several processes), streaming its output;
     raises on failure.
 
+    ``num_processes`` defaults to the profile's ``train.processes``. Several processes: the run's data is tokenised
+    first by one process (``--prepare``), so no process waits on a collective while another tokenises.
     Re-running resumes a killed run and skips a finished one, so a notebook cell can always call this.
     ``env`` replaces the environment (e.g. ``SWALLOW_RUNS``); ``main_process_port`` avoids a busy default port.
     """
+    if num_processes is None:
+        from swallowlib.config import load_config
+
+        num_processes = load_config(config_path).train.processes
+    env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1")
+    if num_processes > 1:
+        _stream(launch_command(config_path, run, 1, extra_args=("--prepare",)), run, env, quiet)
     cmd = launch_command(
         config_path, run, num_processes, accelerate_config_file, (*extra_args, "--no-progress"), main_process_port
     )
-    env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1")
+    return _stream(cmd, run, env, quiet)
+
+
+def _stream(cmd: list[str], run: str, env: dict, quiet: bool) -> int:
     tail: deque[str] = deque(maxlen=20)
     with subprocess.Popen(
         cmd, cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

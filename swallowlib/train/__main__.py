@@ -1,7 +1,7 @@
 """Command line of the training engine (stage 04).
 
     python -m swallowlib.train --config configs/tiny.yaml --run base
-    accelerate launch --config_file configs/accelerate/cpu_ddp_2.yaml -m swallowlib.train --config … --run …
+    accelerate launch --config_file configs/accelerate/cpu_multi.yaml -m swallowlib.train --config … --run …
 
 Re-running the same command after a kill resumes from the last checkpoint; a finished run is skipped.
 """
@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stop after this many optimizer steps of this invocation, without saving (the next call resumes)",
     )
     ap.add_argument("--no-progress", action="store_true", help="no tqdm bar (log lines only)")
+    ap.add_argument(
+        "--prepare",
+        action="store_true",
+        help="only tokenise the run's data into the cache and exit (one process, before a multi-process launch)",
+    )
     ap.add_argument(
         "--restart-if-changed",
         action="store_true",
@@ -57,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(paths.run_out_dir(cfg.profile, args.run), ignore_errors=True)
             acc.wait_for_everyone()
         job = build_job(cfg, args.run, acc, progress=not args.no_progress)
+        if args.prepare:
+            logging.getLogger("swallowlib.train").info("%s: data prepared (%s)", args.run, job.data.share())
+            return 0
         summary = train(job, acc, max_steps=args.max_steps, restart_if_changed=args.restart_if_changed)
     except (ConfigError, TrainError, CheckpointError, DataError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -171,8 +171,12 @@ def load_packed(
     templates: list[str] | None = None,
     num_proc: int = 1,
     name: str | None = None,
+    build: bool = True,
+    hint: str = "",
 ) -> PackedSource:
     """The packed token stream of one corpus split, from the cache or tokenised now (then cached atomically).
+
+    ``build=False``: a missing cache entry is a DataError (``hint`` says how to build it) instead of tokenising here.
 
     The cache key hashes the parquet file, the tokenizer files, the EOS id, the parallel templates and
     :data:`CACHE_VERSION`; ``seq_len`` is not part of it (the stream is cut at read time).
@@ -189,6 +193,8 @@ def load_packed(
     stem = f"{parquet.parent.name}-{parquet.stem}-{key}"
     npy, meta_path = Path(cache_dir) / f"{stem}.npy", Path(cache_dir) / f"{stem}.json"
     if not (npy.is_file() and meta_path.is_file()):
+        if not build:
+            raise DataError(f"{parquet}: not tokenised yet for {Path(tokenizer_dir).name}; prepare it first: {hint}")
         log.info("tokenising %s with %s", parquet, tokenizer_dir)
         stream, meta = _stream_from_parquet(parquet, tokenizer_dir, eos_id, templates, num_proc, vocab_size)
         npy.parent.mkdir(parents=True, exist_ok=True)

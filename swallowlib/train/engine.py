@@ -1,5 +1,5 @@
-"""The training loop of stage 04, on ``accelerate``: the same code on one CPU process, DDP over gloo on CPU, one GPU,
-multi-GPU FSDP and multi-node (the launcher and ``configs/accelerate/*.yaml`` decide which).
+"""The training loop of stage 04: the same code on one CPU process, DDP or FSDP2 over gloo on CPU, one GPU, multi-GPU
+and multi-node (the launcher starts the processes; ``train.fsdp`` picks FSDP over DDP: :mod:`~.parallel`).
 
 :func:`train` runs a :class:`Job` (a fully resolved run: model source, data, schedule, checkpoints) and resumes it
 exactly: model, optimizer, scheduler and RNG states come from the newest good checkpoint, and the data is a pure
@@ -7,10 +7,10 @@ function of the step (:mod:`swallowlib.train.data`), so a run killed at any mome
 weights an uninterrupted run has (bitwise on CPU). ``swallowlib.train.job`` builds a Job from the profile config;
 ``swallowlib.train.gpu_check`` builds one on synthetic tokens.
 
-Per step: ``batch_size / (micro_batch_size × processes)`` micro-batches (gradient sync only on the last, ``accelerator.no_sync``), the loss from the
-logits with one ``cross_entropy`` (compiled with the forward by ``torch.compile`` when ``compile`` is on), global
-gradient-norm clipping, fused AdamW, the LR schedule. During an embedding-only warm-up the gradients of every other
-parameter are dropped before the optimizer step (AdamW then leaves those weights bitwise untouched); dropping them
+Per step: ``batch_size / (micro_batch_size × processes)`` micro-batches (gradient sync only on the last), the loss
+from the logits with one ``cross_entropy`` (compiled with the forward by ``torch.compile`` when ``compile`` is on),
+global gradient-norm clipping, fused AdamW, the LR schedule. During an embedding-only warm-up the gradients of every
+other parameter are dropped before the optimizer step (AdamW then leaves those weights bitwise untouched); dropping them
 after the backward, rather than freezing, keeps DDP's gradient buckets identical in both phases.
 
 Outputs in ``job.out_dir``: ``checkpoints/step-*/`` (resume, keep-last-N), ``milestones/step-*/`` and ``final/`` (HF
@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 
 from swallowlib.config import OptimizerConfig, PeftConfig
 from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic
-from swallowlib.train import checkpoint, mfu
+from swallowlib.train import checkpoint, mfu, parallel
 from swallowlib.train import model as modeling
 from swallowlib.train.data import Mixture, step_indices
 from swallowlib.train.optim import build_optimizer, build_scheduler, scheduler_state
@@ -166,6 +165,12 @@ def check_run_dir(out_dir: Path, fields: dict) -> None:
         # nodes, now opened from one): the same training, so it stands. Resuming a killed one would need the
         # per-process RNG states of its own process count, so that still refuses below.
         return
+    if "world_size" in diff and set(diff) <= set(BATCH_SPLIT):
+        raise TrainError(
+            f"{out_dir}: its checkpoints were written by {old.get('world_size')} process(es), this launch has "
+            f"{fields.get('world_size')}: resume on {old.get('world_size')} (its RNG states and shards are per "
+            "process), or delete the directory (or pass --restart) to train again"
+        )
     if "vocab_size" in diff:
         raise TrainError(
             f"{out_dir}: its checkpoints have a vocabulary of {old.get('vocab_size')}, this run's tokenizer has "
@@ -236,21 +241,22 @@ class Metrics:
 
 def _loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy. Labels arrive already shifted (packed ``L + 1`` windows), so no padded copy
-    of the labels is built; under autocast ``cross_entropy`` runs in fp32 on the bf16 logits."""
+    of the labels is built; the cross-entropy is in fp32 on bf16 logits (autocast would upcast them too; FSDP's bf16
+    policy leaves them bf16)."""
     logits = model(input_ids=x, use_cache=False).logits
-    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+    return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), y.reshape(-1))
 
 
 @torch.no_grad()
-def evaluate(model, eval_data: dict[str, np.ndarray], accelerator, micro_batch: int) -> dict[str, float]:
+def evaluate(model, eval_data: dict[str, np.ndarray], device, strategy, micro_batch: int) -> dict[str, float]:
     """Mean validation loss per source (every process computes the same batches: FSDP needs all of them)."""
     model.eval()
     out = {}
     for name, arr in eval_data.items():
         total, n = 0.0, 0
         for i in range(0, len(arr), micro_batch):
-            batch = torch.from_numpy(arr[i : i + micro_batch]).to(accelerator.device)
-            with accelerator.autocast():
+            batch = torch.from_numpy(arr[i : i + micro_batch]).to(device)
+            with strategy.autocast():
                 loss = _loss(model, batch[:, :-1], batch[:, 1:])
             total += float(loss) * len(batch)
             n += len(batch)
@@ -305,8 +311,12 @@ class Trainer:
         from accelerate.utils import set_seed
 
         set_seed(job.seed)
-        optimizer = build_optimizer(model, job.optimizer, device_type=device_type)
-        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.parallel = parallel.make(
+            acc, fsdp=job.fsdp, precision=job.precision, activation_checkpointing=job.activation_checkpointing
+        )
+        self.model, self.optimizer = self.parallel.setup(
+            model, lambda m: build_optimizer(m, job.optimizer, device_type=device_type)
+        )
         self.inner_opt = getattr(self.optimizer, "optimizer", self.optimizer)
         self.scheduler = build_scheduler(
             self.inner_opt,
@@ -314,7 +324,7 @@ class Trainer:
             total_steps=total_steps,
             min_lr_ratio=job.optimizer.min_lr_ratio,
         )
-        self.raw_model = acc.unwrap_model(self.model)
+        self.raw_model = self.parallel.unwrap(self.model)
         self.frozen_in_warmup = [
             p for n, p in self.raw_model.named_parameters() if p.requires_grad and not modeling.is_embedding_param(n)
         ]
@@ -325,8 +335,7 @@ class Trainer:
 
     def load(self, ckpt: checkpoint.Checkpoint) -> None:
         """Model, optimizer, scheduler and this process's RNG states from a resume checkpoint."""
-        checkpoint.load_model_state(self.model, checkpoint.read_model(ckpt.path))
-        checkpoint.load_optimizer_state(self.model, self.inner_opt, checkpoint.read_optimizer(ckpt.path))
+        checkpoint.load(ckpt.path, self.model, self.inner_opt)
         sd = checkpoint.read_scheduler(ckpt.path)
         self.scheduler.load_state_dict({**sd, "lr_lambdas": [None] * len(self.inner_opt.param_groups)})
         rng = checkpoint.read_rng(ckpt.path, self.rank)
@@ -341,16 +350,15 @@ class Trainer:
         for a in range(accum):
             ks = step_indices(step, a, self.rank, self.world, job.micro_batch_size, accum)
             batch = torch.from_numpy(job.data.batch(ks)).to(acc.device, non_blocking=True)
-            sync = a == accum - 1
-            with nullcontext() if sync else acc.no_sync(model):
-                with acc.autocast():
+            with self.parallel.sync(model, a == accum - 1):
+                with self.parallel.autocast():
                     loss = self.loss_fn(model, batch[:, :-1], batch[:, 1:])
-                acc.backward(loss / accum)
+                self.parallel.backward(loss / accum)
             loss_sum += loss.detach().float()
         if step < job.embedding_warmup_steps:
             for p in self.frozen_in_warmup:
                 p.grad = None
-        grad_norm = acc.clip_grad_norm_(self.trainable, self.clip)  # parameters without a gradient are skipped
+        grad_norm = self.parallel.clip_grad_norm(self.trainable, self.clip)  # parameters without a gradient: skipped
         lr = float(self.inner_opt.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
@@ -397,7 +405,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
     from tqdm.auto import tqdm
 
     acc = accelerator or make_accelerator(job.precision)
-    world, rank, is_main = acc.num_processes, acc.process_index, acc.is_main_process
+    world, is_main = acc.num_processes, acc.is_main_process
     device_type = acc.device.type
     tokens_per_step = job.batch_size * job.seq_len
     total_steps = total_steps_of(job)
@@ -446,6 +454,8 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             "world_size": world,
             "device": str(acc.device),
             "distributed_type": str(acc.distributed_type),
+            "parallel": tr.parallel.name,
+            "activation_checkpointing": job.activation_checkpointing,
             "total_steps": total_steps,
             "tokens_per_step": tokens_per_step,
             "milestone_steps": {str(s): f for s, f in milestones.items()},
@@ -519,7 +529,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
 
         t_io = time.perf_counter()
         if done in milestones:
-            ev = evaluate(tr.model, job.eval_data, acc, job.micro_batch_size) if job.eval_data else {}
+            ev = evaluate(tr.model, job.eval_data, acc.device, tr.parallel, job.micro_batch_size)
             extra = {"run": job.name, "step": done, "tokens": done * tokens_per_step, "fraction": milestones[done]}
             tr.save_hf(out / "milestones" / checkpoint.step_name(done), {**extra, **ev})
             metrics.write({"event": "milestone", **extra, **ev})
@@ -528,13 +538,10 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
                 ckpt_root,
                 step=done,
                 tokens=done * tokens_per_step,
-                model_sd=checkpoint.model_state(tr.model),
-                optim_sd=checkpoint.optimizer_state(tr.model, tr.inner_opt),
+                model=tr.model,
+                optimizer=tr.inner_opt,
                 scheduler_sd=scheduler_state(tr.scheduler),
                 fingerprint=fp,
-                world_size=world,
-                rank=rank,
-                barrier=acc.wait_for_everyone,
                 keep_last=job.keep_last,
                 extra={"elapsed_s": elapsed_before + time.perf_counter() - t_run},
             )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 from swallowlib import paths
@@ -99,7 +98,9 @@ def corpus_split(cfg: Config, source: str, split: str) -> Path:
 
 
 def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
-    """Resolve ``run`` of ``cfg`` into a Job, tokenising its data first when not cached (main process first)."""
+    """Resolve ``run`` of ``cfg`` into a Job, tokenising its data first when not cached — by a one-process launch
+    only: in a multi-process launch uncached data is an error (``--prepare`` first; :func:`swallowlib.train.launch`
+    does it), never a collective timeout while one rank tokenises."""
     rc = get_run(cfg, run)
     tc = cfg.train
     tok_dir = tokenizer_path(cfg, rc.tokenizer)
@@ -128,15 +129,15 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
     cache = paths.token_cache_dir(cfg.profile)
     sources = [s for s, r in rc.mix.items() if r > 0]
     train_src, valid_src = {}, {}
-    ctx = accelerator.main_process_first() if accelerator is not None else nullcontext()
-    with ctx:
-        for s in sources:
-            templates = list(tc.parallel_template) if s == "parallel" else None
-            kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=eos, vocab_size=vocab, templates=templates,
-                      num_proc=tc.num_proc, name=s)  # fmt: skip
-            train_src[s] = tdata.load_packed(corpus_split(cfg, s, "train"), tok_dir, **kw)
-            if tc.eval_sequences:
-                valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw)
+    multi = accelerator is not None and accelerator.num_processes > 1
+    hint = f"python -m swallowlib.train --config {cfg.path} --run {run} --prepare"
+    for s in sources:
+        templates = list(tc.parallel_template) if s == "parallel" else None
+        kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=eos, vocab_size=vocab, templates=templates,
+                  num_proc=tc.num_proc, name=s, build=not multi)  # fmt: skip
+        train_src[s] = tdata.load_packed(corpus_split(cfg, s, "train"), tok_dir, **kw, hint=hint)
+        if tc.eval_sequences:
+            valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw, hint=hint)
     seed = rc.seed if rc.seed is not None else cfg.seed
     mixture = tdata.Mixture(train_src, rc.mix, seed)
     eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}

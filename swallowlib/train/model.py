@@ -178,18 +178,27 @@ def flops_per_token(config, seq_len: int) -> float:
 
 
 def merged_for_saving(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """A plain HF model holding ``state_dict``: for a PEFT model, the LoRA and new-row weights merged in.
+    """A plain HF model holding ``state_dict``: for a PEFT model, the LoRA and new-row weights merged in; for an
+    FSDP-sharded model, an unsharded copy.
 
     The merge runs on a fresh CPU copy built from the state dict, never on the training model: merging and
     unmerging in place would round the frozen weights and break bitwise resume.
     """
+    from torch.distributed.fsdp import FSDPModule
+    from transformers import AutoModelForCausalLM
+
     try:
         from peft import PeftModel, get_peft_model
     except ImportError:  # no peft installed: no PEFT model either
-        return model
-    if not isinstance(model, PeftModel):
-        return model
-    from transformers import AutoModelForCausalLM
+        PeftModel = None  # noqa: N806
+    if PeftModel is None or not isinstance(model, PeftModel):
+        if not isinstance(model, FSDPModule):
+            return model
+        # A sharded model's class is FSDP's subclass (it would be saved as the architecture): save a plain copy.
+        with torch.device("meta"):
+            fresh = AutoModelForCausalLM.from_config(model.config.__class__.from_dict(model.config.to_dict()))
+        fresh.load_state_dict({k: v.to("cpu") for k, v in state_dict.items()}, strict=True, assign=True)
+        return fresh
 
     base = model.get_base_model()
     # Built on the meta device (no allocation, no RNG use), then every tensor is assigned from the state dict.
