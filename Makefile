@@ -18,9 +18,19 @@ CONFIG := configs/$(PROFILE).yaml
 RUN := runs/$(PROFILE)
 NB_OUT := $(RUN)/notebooks
 
-# Offline by default: a Hub id fails at once instead of after ~45 s of retries.
+# Offline by default: a Hub id fails at once instead of after ~45 s of retries. A profile with `offline: false` (any
+# YAML spelling of false) names Hub data and models: every process it starts is online (apply_environment() in each
+# entry point says the same), and `make reproduce` runs `make preflight` first.
+PROFILE_ONLINE := $(filter false False FALSE no No NO off Off OFF,$(shell sed -nE 's/^offline:[[:space:]]*([A-Za-z]+).*/\1/p' $(CONFIG) 2>/dev/null))
+ifeq ($(PROFILE_ONLINE),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
+else
+export HF_HUB_OFFLINE := 0
+export HF_DATASETS_OFFLINE := 0
+export TRANSFORMERS_OFFLINE := 0
+endif
+PREFLIGHT := $(if $(PROFILE_ONLINE),preflight)
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
@@ -44,7 +54,7 @@ EMBED_CODE := $(TRAIN_CODE) $(wildcard swallowlib/embedding_init/*.py)
 EVAL_CODE := $(CORE_CODE) $(wildcard swallowlib/eval/*.py)
 ANALYSIS_CODE := $(CORE_CODE) swallowlib/analysis.py $(wildcard swallowlib/*/report.py) swallowlib/eval/metrics.py
 
-.PHONY: help venv reproduce plan smoke corpus tokenizer embedding-init pretrain eval analysis test lint bench lab report gpu-check clean-runs
+.PHONY: help venv reproduce preflight plan smoke corpus tokenizer embedding-init pretrain eval analysis test lint bench lab report gpu-check clean-runs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}'
@@ -61,7 +71,8 @@ $(ENV_STAMP): pyproject.toml
 venv: $(ENV_STAMP) ## create/update the project's virtual environment (.venv) from pyproject.toml
 
 # --- stages -----------------------------------------------------------------------------------------------------
-$(NB_OUT)/01_corpus.ipynb: notebooks/01_corpus.ipynb $(CONFIG) $(CORPUS_CODE) | $(ENV_STAMP)
+# reproduce's preflight (online profiles) finishes before stage 01 starts, under make -j too.
+$(NB_OUT)/01_corpus.ipynb: notebooks/01_corpus.ipynb $(CONFIG) $(CORPUS_CODE) | $(ENV_STAMP) $(if $(filter reproduce,$(MAKECMDGOALS)),$(PREFLIGHT))
 	$(call run_notebook)
 
 corpus: $(ENV_STAMP) $(NB_OUT)/01_corpus.ipynb ## stage 01: fetch, extract, filter, dedup, split the corpus
@@ -99,13 +110,16 @@ $(REPORT): $(wildcard $(NB_OUT)/*.ipynb) swallowlib/report.py | $(ENV_STAMP)
 ifdef DRY_RUN
 reproduce: plan
 else
-reproduce: corpus tokenizer embedding-init pretrain eval analysis ## run every notebook of PROFILE through papermill (skips what is up to date); DRY_RUN=1: print the plan
+reproduce: $(PREFLIGHT) corpus tokenizer embedding-init pretrain eval analysis ## run every notebook of PROFILE through papermill (skips what is up to date; online profiles: preflight first); DRY_RUN=1: print the plan
 	@$(MAKE) --no-print-directory $(REPORT)
 	@echo "reproduce: $(PROFILE) done; executed notebooks in $(NB_OUT)/, report $(REPORT)"
 endif
 
 plan: ## print PROFILE's full plan (stages, runs, tokens, expected GPU-hours) without touching the network
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m swallowlib.plan --config $(CONFIG)
+
+preflight: $(ENV_STAMP) ## PROFILE's Hub data, models, lm-eval tasks, GPU, disk and memory checked in seconds (exit 1 on a failure)
+	$(PY) -m swallowlib.preflight --config $(CONFIG)$(if $(NUM_PROCESSES), --processes $(NUM_PROCESSES))
 
 smoke: ## the smoke profile end to end (what CI runs)
 	$(MAKE) reproduce PROFILE=smoke

@@ -698,12 +698,27 @@ def load_config(path_or_profile: str | Path) -> Config:
 
 
 def apply_environment(cfg: Config) -> None:
-    """Make the process offline unless the profile names Hub resources (a Hub id then fails at once)."""
+    """Offline profiles: no Hugging Face library touches the network (a Hub id then fails at once). Online profiles
+    (``offline: false``): the Hub is reachable, whatever the shell or Make exported.
+
+    Sets ``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` to ``"1"`` / ``"0"``, so every
+    process started from this one (training subprocesses, ``accelerate launch``) inherits the profile's choice, and
+    updates the copies that ``huggingface_hub`` and ``datasets`` took of them if they are already imported.
+    """
     import os
 
-    if cfg.offline:
-        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-            os.environ[var] = "1"
+    # "0", not unset: an unset variable lets a later os.environ.setdefault("HF_HUB_OFFLINE", "1") (the local-only
+    # loaders do that) switch every subprocess started afterwards offline again.
+    value = "1" if cfg.offline else "0"
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[var] = value
+    # Both libraries read the variables once, at import; transformers asks huggingface_hub's constant at each call.
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = cfg.offline
+    ds = sys.modules.get("datasets.config")
+    if ds is not None:
+        ds.HF_HUB_OFFLINE = ds.HF_DATASETS_OFFLINE = cfg.offline
 
 
 def to_dict(obj: Any) -> Any:
