@@ -604,6 +604,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for name in ("eval_sequences", "embedding_warmup_steps"):
             if getattr(obj, name) < 0:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")
+        if obj.device_memory_gib is not None and not obj.device_memory_gib > 0:  # `not >` also rejects NaN
+            fail("device_memory_gib", f"expected the GiB of one accelerator (> 0), got {obj.device_memory_gib}")
         if obj.model.pretrained is None and obj.seq_len > obj.model.max_position_embeddings:
             fail("seq_len", f"exceeds model.max_position_embeddings ({obj.model.max_position_embeddings})")
         _check_fractions(obj.checkpoint_fractions, fail)

@@ -16,7 +16,9 @@ compute. FLOPs follow the engine's MFU definition (:func:`swallowlib.train.model
 ``tokens × (6·N + 12·n_layers·d·seq_len)``, ``N`` every parameter but the input embedding; ``6·N·D`` alone is
 printed beside it. GPU-hours = FLOPs / (peak bf16 FLOP/s of the card × MFU), both assumptions that ``--gpu`` /
 ``--gpu-tflops`` / ``--mfu`` override; wall-clock = GPU-hours / GPUs (``--gpus``, which is also the process count
-the global batch is computed with). CPU profiles get measured or throughput-based CPU time instead.
+the gradient accumulation is derived from). CPU profiles get measured or throughput-based CPU time instead.
+GPU plans also give each run's peak memory per process (:mod:`swallowlib.train.memory`, on that process count) and
+flag the runs that do not fit ``train.device_memory_gib`` with 15 % headroom.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 from pathlib import Path
@@ -37,13 +38,16 @@ from swallowlib import paths
 from swallowlib.config import (
     Config,
     ConfigError,
-    ModelConfig,
-    grad_accum,
     QualityFilters,
+    grad_accum,
     load_config,
     run_checkpoint_fractions,
     run_optimizer,
 )
+
+# The architecture table and parameter count live with the memory model, which needs them too; re-exported here.
+from swallowlib.train import memory
+from swallowlib.train.memory import KNOWN_MODELS, LLAMA2_VOCAB, Arch, param_count  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +57,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GPU = "H100"
 DEFAULT_MFU = 0.35
 
-#: Llama 2's tokenizer (the ``llama2`` base of stage 02).
-LLAMA2_VOCAB = 32000
-
-
-@dataclasses.dataclass(frozen=True)
-class Arch:
-    """A Llama-architecture model's sizes (what FLOPs and parameter counts need)."""
-
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool = False
-    source: str = ""
-
-
-#: Published architectures (the models' ``config.json``) of the base models the GPU profiles name; parameter counts
-#: computed from them equal the published totals (tests/test_plan.py).
-KNOWN_MODELS: dict[str, Arch] = {
-    "meta-llama/Llama-2-7b-hf": Arch(4096, 32, 32, 32, 11008, 32000, False, "Llama 2 7B config.json (6.74B)"),
-    "meta-llama/Llama-2-13b-hf": Arch(5120, 40, 40, 40, 13824, 32000, False, "Llama 2 13B config.json (13.0B)"),
-    "TinyLlama/TinyLlama_v1.1": Arch(2048, 22, 32, 4, 5632, 32000, False, "TinyLlama v1.1 config.json (1.1B)"),
-    "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": Arch(
-        2048, 22, 32, 4, 5632, 32000, False, "TinyLlama 1.1B 3T config.json (1.1B)"
-    ),
-}
-
 
 class PlanError(ValueError):
     """The plan cannot be made (an unknown base model, a bad override); the message says what to do."""
@@ -89,14 +64,6 @@ class PlanError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Arithmetic (tested with known answers)
-
-
-def param_count(arch: Arch, vocab: int | None = None) -> int:
-    """Every parameter of the Llama (input embedding, layers, final norm, LM head unless tied)."""
-    v = arch.vocab_size if vocab is None else vocab
-    d, kv_dim = arch.hidden_size, arch.hidden_size // arch.num_heads * arch.num_kv_heads
-    layer = 2 * d * d + 2 * d * kv_dim + 3 * d * arch.intermediate_size + 2 * d
-    return v * d + arch.num_layers * layer + d + (0 if arch.tie_word_embeddings else v * d)
 
 
 def flops_per_token(arch: Arch, vocab: int, seq_len: int) -> tuple[float, float]:
@@ -153,27 +120,11 @@ def _peak(gpu: str | None, tflops: float | None) -> tuple[str, float, str]:
 
 
 def _base_arch(cfg: Config) -> Arch:
-    """The architecture runs are built on: the named pretrained model, or train.model's sizes."""
-    mc: ModelConfig = cfg.train.model
-    if not mc.pretrained:
-        return Arch(mc.hidden_size, mc.num_layers, mc.num_heads, mc.num_kv_heads or mc.num_heads,
-                    mc.intermediate_size, 0, mc.tie_word_embeddings, "train.model sizes")  # fmt: skip
-    if mc.pretrained in KNOWN_MODELS:
-        return KNOWN_MODELS[mc.pretrained]
-    local = Path(mc.pretrained) / "config.json"
-    if local.is_file():  # a local HF directory: read its sizes, never download
-        c = json.loads(local.read_text(encoding="utf-8"))
-        try:
-            return Arch(c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
-                        c.get("num_key_value_heads") or c["num_attention_heads"], c["intermediate_size"],
-                        c["vocab_size"], bool(c.get("tie_word_embeddings", False)), str(local))  # fmt: skip
-        except KeyError as e:
-            raise PlanError(f"{local}: no {e.args[0]} (expected a Llama config.json)") from None
-    raise PlanError(
-        f"{cfg.path}: train.model.pretrained: {mc.pretrained!r} is neither a known model "
-        f"({', '.join(KNOWN_MODELS)}) nor a local directory with config.json; add its sizes to "
-        "swallowlib.plan.KNOWN_MODELS (the plan never downloads a config)"
-    )
+    """The architecture runs are built on (:func:`swallowlib.train.memory.base_arch`)."""
+    try:
+        return memory.base_arch(cfg)
+    except memory.ArchError as e:
+        raise PlanError(str(e)) from None
 
 
 def _json(path: Path) -> dict | None:
@@ -183,18 +134,7 @@ def _json(path: Path) -> dict | None:
         return None
 
 
-def _vocab(cfg: Config) -> dict[str, tuple[int, str]]:
-    """``{"base": (size, source), "expanded": (size, source)}``: measured by stage 02 when it has run."""
-    tc = cfg.tokenizer
-    base = (LLAMA2_VOCAB, "Llama 2's tokenizer") if tc.base == "llama2" else (tc.base_vocab, "tokenizer.base_vocab")
-    merged = (_json(paths.run_dir(cfg.profile) / "tokenizer" / "merge.json") or {}).get("expanded", {})
-    if isinstance(merged.get("final_size"), int):
-        expanded = (merged["final_size"], "measured: runs/…/tokenizer/merge.json")
-    else:
-        n = math.ceil((base[0] + tc.ja_vocab) / tc.pad_to) * tc.pad_to
-        expanded = (n, "estimate: base + tokenizer.ja_vocab, padded (pieces already in the base are not added; "
-                       "stage 02 measures it)")
-    return {"base": base, "expanded": expanded}
+_vocab = memory.vocab_sizes  # {"base": (size, source), "expanded": (size, source)}
 
 
 def _corpus_tokens(cfg: Config) -> dict[str, dict[str, float]] | None:
@@ -332,6 +272,10 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
             g = assumptions["gpu"]
             r["gpu_hours"] = gpu_hours(r["flops"], g["peak_flops"], g["mfu"])
             r["wall_hours"] = r["gpu_hours"] / processes
+            est = memory.estimate_run(cfg, name, processes)
+            r["memory"] = memory.as_dict(est)
+            if tc.device_memory_gib is not None:
+                r["memory"]["check"] = memory.check_fits(est, tc.device_memory_gib * memory.GIB)
         m = _measured(cfg, name)
         if m:
             r["measured"] = m
@@ -409,6 +353,12 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
         "no_step0": no_step0,
     }
 
+    mem_checked = [r for r in runs if "check" in r.get("memory", {})]
+    memory_summary = None if not is_gpu else {
+        "device_gib": tc.device_memory_gib, "headroom": memory.HEADROOM,
+        "largest_gib": max(r["memory"]["gib"] for r in runs) if runs else None,
+        "not_fitting": [r["memory"]["check"] for r in mem_checked if r["memory"]["check"]],
+    }  # fmt: skip
     totals: dict[str, Any] = {
         "tokens": sum(r["tokens_trained"] for r in runs), "flops": sum(r["flops"] for r in runs),
         "gpu_hours": sum(r["gpu_hours"] for r in runs) if is_gpu else None,
@@ -421,7 +371,7 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
         "model": {"base": tc.model.pretrained or "scratch (train.model sizes)", "arch": dataclasses.asdict(arch)},
         "assumptions": assumptions, "stages": {"01_corpus": corpus, "02_tokenizer": tokenizer,
                                                "03_embedding_init": embedding_init, "05_eval": evaluation},
-        "runs": runs, "totals": totals,
+        "runs": runs, "totals": totals, "memory": memory_summary,
     }  # fmt: skip
 
 
@@ -445,6 +395,20 @@ def _hours(h: float | None) -> str:
     if h < 1:
         return f"{h * 60:.1f} min"
     return f"{h:,.1f} h" + (f" ({h / 24:.1f} d)" if h >= 48 else "")
+
+
+def _memory_line(m: dict[str, Any], device_gib: float | None) -> str:
+    """One run's memory estimate: total, parts, and whether it fits the profile's device."""
+    parts = " + ".join(f"{k} {v:.1f}" for k, v in m["parts_gib"].items())
+    d = m["detail"]
+    how = (f"micro-batch {d['micro_batch_size']}, {'FSDP' if d['fsdp'] else 'no FSDP'} on {m['processes']}, "
+           f"checkpointing {'on' if d['activation_checkpointing'] else 'off'}")
+    line = f"memory per process (estimate, {how}): {m['gib']:.1f} GiB = {parts}"
+    if device_gib is None:
+        return line
+    if m.get("check"):
+        return line + f"; DOES NOT FIT {device_gib:g} GiB: {m['check']}"
+    return line + f"; fits {device_gib:g} GiB ({m['gib'] / device_gib:.0%})"
 
 
 def render(p: dict[str, Any]) -> str:
@@ -519,7 +483,10 @@ def render(p: dict[str, Any]) -> str:
     for r in p["runs"]:
         if r["stage"] == "03" and r is not first_cmp:  # the comparison CPTs differ only in init and seed
             w(f"  run {r['name']} [stage 03]: {r['init_label']}; as {first_cmp['name']}"
-              + (f"; {_hours(r['gpu_hours'])} GPU-hours" if r["gpu_hours"] is not None else ""))
+              + (f"; {_hours(r['gpu_hours'])} GPU-hours" if r["gpu_hours"] is not None else "")
+              + (f"; {r['memory']['gib']:.1f} GiB per process" if r.get("memory") else ""))
+            if r.get("memory", {}).get("check"):
+                w(f"    DOES NOT FIT: {r['memory']['check']}")
             continue
         mix = " ".join(f"{k} {v:g}" for k, v in r["mix"].items())
         w(f"  run {r['name']} [stage {r['stage']}]: {r['init_label']}")
@@ -542,6 +509,8 @@ def render(p: dict[str, Any]) -> str:
             m = r["measured"]
             cost += f"; measured {m['tokens_per_s']:,.0f} tokens/s"
         w(cost)
+        if r.get("memory"):
+            w("    " + _memory_line(r["memory"], p["memory"]["device_gib"]))
         if r.get("epochs"):
             w("    epochs over the training split (estimate): "
               + ", ".join(f"{s} {x:.2g}" for s, x in r["epochs"].items()))
@@ -572,6 +541,18 @@ def render(p: dict[str, Any]) -> str:
     else:
         line += f"; CPU time total {_hours(tot['cpu_hours'])}; GPU-hours total n/a (CPU profile)"
     w(line)
+    mem = p.get("memory")
+    if mem and mem["device_gib"] is None:
+        w(f"Memory: largest run ~{mem['largest_gib']:.1f} GiB per process (estimate); not checked "
+          "(train.device_memory_gib unset)")
+    elif mem and mem["not_fitting"]:
+        w(f"Memory: {len(mem['not_fitting'])} run(s) do NOT fit train.device_memory_gib ({mem['device_gib']:g} GiB) "
+          f"with {mem['headroom']:.0%} headroom:")
+        for problem in mem["not_fitting"]:
+            w(f"  {problem}")
+    elif mem:
+        w(f"Memory: every run fits train.device_memory_gib ({mem['device_gib']:g} GiB) with {mem['headroom']:.0%} "
+          f"headroom; largest ~{mem['largest_gib']:.1f} GiB per process (estimate)")
     return "\n".join(out)
 
 
@@ -584,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpu", help=f"card name from the peak table (default {DEFAULT_GPU})")
     ap.add_argument("--gpu-tflops", type=float, help="peak bf16 TFLOP/s per GPU (overrides --gpu's table value)")
     ap.add_argument("--mfu", type=float, help=f"model FLOPs utilisation, 0-1 (default {DEFAULT_MFU})")
-    ap.add_argument("--gpus", type=int, help="GPUs = training processes (sets the global batch and the wall-clock)")
+    ap.add_argument("--gpus", type=int,
+                    help="GPUs = training processes (sets the gradient accumulation, wall-clock, memory per process)")
     ap.add_argument("--json", action="store_true", help="print the structured plan as JSON instead")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")

@@ -61,6 +61,10 @@ def test_gpu_profile_plan_prints_every_run_offline(profile, tmp_path):
     for hs in cfg.corpus.hub:  # every Hub source with its budget
         assert hs.dataset in out
     assert "Traceback" not in p.stderr
+    # every run's memory estimate, checked against the card the profile is sized for
+    assert out.count("memory per process (estimate") == len(cfg.train.runs) + 1  # + the first comparison run
+    assert f"Memory: every run fits train.device_memory_gib ({cfg.train.device_memory_gib:g} GiB)" in out
+    assert "DOES NOT FIT" not in out
 
 
 @pytest.mark.parametrize("profile", GPU_PROFILES)
@@ -79,6 +83,30 @@ def test_plan_in_process_opens_no_socket(profile, tmp_path, monkeypatch):
         text = plan.render(p)
     assert p["totals"]["gpu_hours"] > 0 and "GPU-hours total" in text
     assert {r["name"] for r in p["runs"]} == set(_all_runs(load_config(paths.config_path(profile))))
+    for r in p["runs"]:
+        m = r["memory"]
+        assert m["check"] is None and 0 < m["gib"] < 0.85 * p["memory"]["device_gib"]
+        assert set(m["parts_gib"]) == {"weights", "grads", "optimizer", "activations", "logits", "overhead"}
+        assert m["gib"] == pytest.approx(sum(m["parts_gib"].values()), abs=0.05)
+    assert p["memory"]["not_fitting"] == [] and p["memory"]["headroom"] == 0.15
+
+
+def test_plan_flags_runs_that_do_not_fit(tmp_path):
+    """TinyLlama at 8 x 2,048 tokens per micro-batch without activation checkpointing (the known failure on an 80 GB
+    card): the plan marks the runs and repeats check_fits' line for each."""
+    src = paths.config_path("tinyllama-1.1b").read_text(encoding="utf-8")
+    assert "micro_batch_size: 4\n" in src and "activation_checkpointing: false" in src
+    big = tmp_path / "tinyllama-big.yaml"
+    big.write_text(src.replace("micro_batch_size: 4\n", "micro_batch_size: 8\n"))
+    with use_runs(tmp_path):
+        p = plan.plan(load_config(big))
+        text = plan.render(p)
+    bad = {r["name"]: r["memory"]["check"] for r in p["runs"] if r["memory"]["check"]}
+    assert "cpt-ve" in bad and "scratch-ve" in bad
+    assert bad["cpt-ve"].startswith("run cpt-ve: ") and "train.activation_checkpointing: true" in bad["cpt-ve"]
+    assert p["memory"]["not_fitting"] == list(bad.values())
+    assert f"Memory: {len(bad)} run(s) do NOT fit train.device_memory_gib (80 GiB)" in text
+    assert "DOES NOT FIT 80 GiB: run cpt-ve: " in text
 
 
 def test_known_parameter_counts():
@@ -98,8 +126,8 @@ def test_flops_steps_hours_known_answers():
     assert per_token_6n == 6 * n_no_input_embedding
     assert per_token == 6 * n_no_input_embedding + 12 * 32 * 4096 * 4096  # + attention scores, forward + backward
     assert plan.gpu_hours(3.6e18, 1e15, 0.5) == pytest.approx(2.0)
-    assert plan.total_steps(100_000_000_000, 4096, 4, 16, 16) == 23_842  # ceil(1e11 / 4,194,304)
-    assert plan.total_steps(4096, 64, 4, 1, 1) == 16
+    assert plan.total_steps(100_000_000_000, 4096, 1024) == 23_842  # ceil(1e11 / 4,194,304)
+    assert plan.total_steps(4096, 64, 4) == 16
     assert plan.milestone_steps([0.2, 0.5, 1.0], 10) == {2: 0.2, 5: 0.5, 10: 1.0}
     assert plan.milestone_steps([0.01, 0.02], 10) == {1: 0.01}  # at least step 1; the first fraction wins
     with pytest.raises(plan.PlanError, match="MFU"):
@@ -107,7 +135,8 @@ def test_flops_steps_hours_known_answers():
 
 
 def test_plan_hours_follow_the_overrides(tmp_path):
-    """GPU-hours = FLOPs / (peak x MFU); --gpus changes the global batch and the wall-clock, not the GPU-hours."""
+    """GPU-hours = FLOPs / (peak x MFU); --gpus changes the gradient accumulation, the wall-clock and the memory per
+    process (FSDP shards over it), not the global batch or the GPU-hours."""
     cfg = load_config(paths.config_path("llama2-7b"))
     with use_runs(tmp_path):
         a = plan.plan(cfg)
@@ -116,7 +145,11 @@ def test_plan_hours_follow_the_overrides(tmp_path):
     assert ra["gpu_hours"] == pytest.approx(ra["flops"] / (989e12 * 0.35) / 3600)
     assert ra["wall_hours"] == pytest.approx(ra["gpu_hours"] / 16)
     assert rb["gpu_hours"] == pytest.approx(rb["flops"] / (312e12 * 0.5) / 3600)
-    assert rb["global_batch_seqs"] == 512 and rb["steps"] == 47_684 and rb["wall_hours"] == rb["gpu_hours"] / 8
+    assert rb["global_batch_seqs"] == 1024 and rb["steps"] == 23_842 and rb["wall_hours"] == rb["gpu_hours"] / 8
+    assert (ra["grad_accum"], rb["grad_accum"]) == (16, 32)
+    ma, mb = ra["memory"], rb["memory"]
+    assert (ma["processes"], mb["processes"]) == (16, 8)
+    assert mb["parts_gib"]["optimizer"] == pytest.approx(2 * ma["parts_gib"]["optimizer"], abs=0.01)
     assert a["totals"]["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in a["runs"]))
     with pytest.raises(plan.PlanError, match="--gpu 'TPU9'"):
         plan.plan(cfg, gpu="TPU9")
