@@ -1,4 +1,7 @@
-"""The GPU check's code path, run on CPU with a tiny model (``--dry-run``) so it cannot rot between GPU sessions."""
+"""The GPU check's code path, run on CPU with a tiny model (``--dry-run``) so it cannot rot between GPU sessions. Both
+tests pass on a CUDA host too: the dry run keeps its process on the CPU, and "no GPU" is simulated."""
+
+import torch
 
 from swallowlib.train import gpu_check
 from tests.train_helpers import use_runs
@@ -12,8 +15,21 @@ def test_gpu_check_dry_run_passes(tmp_path, capsys):
     assert out[-1].startswith("PASS")
     assert any("resumed from checkpoint 4" in line for line in out)
     assert any("bitwise True" in line for line in out)
+    assert any("FSDP (1 process, checkpointing)" in line and "sharded checkpoint at step 2" in line for line in out)
+    assert any("memory model predicts" in line for line in out)
+    assert (tmp_path / "work" / "F" / "checkpoints" / "step-00000002" / "state" / "__0_0.distcp").is_file()
 
 
-def test_gpu_check_fails_clearly_without_a_gpu(capsys):
+def test_gpu_check_fails_clearly_without_a_gpu(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("FAIL: no CUDA device")
+
+
+def test_the_default_check_is_the_tinyllama_profile_batch():
+    micro, seq, _ = gpu_check.profile_batch()
+    assert seq == 2048 and gpu_check.MODELS["tinyllama"][2] == seq and micro >= 1
+    # The memory model's prediction for it fits an 80 GB card with the profile's headroom.
+    assert gpu_check.predicted_peak("tinyllama", micro, seq, fsdp=False, checkpointing=False, precision="bf16") < (
+        0.85 * 80 * 2**30
+    )

@@ -94,12 +94,13 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def make_accelerator(precision: str):
-    """The Accelerator for this process (``cpu=True`` without CUDA, so torchrun's processes use gloo)."""
+def make_accelerator(precision: str, *, cpu: bool | None = None):
+    """The Accelerator for this process (``cpu=True`` without CUDA, so torchrun's processes use gloo; ``cpu=True``
+    on a CUDA machine keeps this process on the CPU)."""
     from accelerate import Accelerator
 
     return Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() if cpu is None else cpu,
         mixed_precision="bf16" if resolve_precision(precision) == "bf16" else "no",
     )
 

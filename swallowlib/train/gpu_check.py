@@ -1,18 +1,24 @@
-"""GPU check of the training engine (``make gpu-check``; never needed by tests or CI): on a CUDA machine, a short bf16
-run of a ~134M-parameter Llama (d=768, 12 layers, 12 heads, vocabulary 32,000, sequences of 1,024) on synthetic
-tokens through the same engine code as every training run, then a resume check. Prints tokens/s and MFU against the
-card's bf16 peak, and one final ``PASS``/``FAIL`` line. About 2 minutes on an H100; budgeted for at most 8.
+"""GPU check of the training engine (``make gpu-check``; never needed by tests or CI): on a CUDA machine, the training
+engine's GPU path in one prepared script, each part through the same code as every training run, on synthetic tokens:
+
+1. **Throughput and memory**: a short bf16 run of a TinyLlama-shaped Llama (1.1B parameters: d=2048, 22 layers, 32
+   heads, 4 key/value heads, vocabulary 32,000) at the ``tinyllama-1.1b`` profile's micro-batch and sequence length:
+   median tokens/s, MFU against the card's bf16 peak (never above 1), and the measured peak GPU memory next to what
+   the memory model (:mod:`swallowlib.train.memory`) predicts for it.
+2. **Exact resume**: run A trains ``--steps`` steps uninterrupted (checkpoint every ``steps/2``); run B stops after
+   ``3/4 · steps`` without saving (what a kill loses), is started again, must resume at ``steps/2`` and end with
+   weights equal to A's — bitwise on CPU, within bf16 tolerance on GPU (cuBLAS/flash-attention backward kernels are
+   not bitwise deterministic).
+3. **FSDP on one GPU**: the same model sharded by FSDP2 (a 1-process group) with activation checkpointing: its first
+   losses must match run A's within bf16 tolerance, and its sharded checkpoint must load.
+
+Prints one line per measurement and one final ``PASS``/``FAIL`` line. Budgeted for at most 8 minutes on an H100/H200.
 
     PYTHONPATH=. python3 -m swallowlib.train.gpu_check              # on the GPU machine, from the repository root
     python -m swallowlib.train.gpu_check --dry-run                  # the same code path, tiny model, CPU, seconds
 
-Resume check: run A trains ``--steps`` steps uninterrupted (checkpoint every ``steps/2``); run B stops after
-``3/4 · steps`` without saving (what a kill loses), is started again, must resume at ``steps/2`` and end with
-weights equal to A's — bitwise on CPU, within bf16 tolerance on GPU (cuBLAS/flash-attention backward kernels are not
-bitwise deterministic).
-
 Imports only torch, transformers, accelerate, safetensors, numpy, tqdm, pyyaml (no ``datasets``, no ``runs/``
-outputs), so it runs with ``PYTHONPATH=.`` on a bare GPU image.
+outputs), so it runs with ``PYTHONPATH=.`` on a bare GPU image; optional packages (tensorboard, peft) may be missing.
 """
 
 from __future__ import annotations
@@ -28,24 +34,48 @@ from pathlib import Path
 
 import torch
 
-from swallowlib.config import ModelConfig, OptimizerConfig
+from swallowlib.config import ModelConfig, OptimizerConfig, load_config
 from swallowlib.provenance import versions
-from swallowlib.train import checkpoint
+from swallowlib.train import checkpoint, memory
 from swallowlib.train.data import Mixture, synthetic_source
 from swallowlib.train.engine import Job, make_accelerator, train
+from swallowlib.train.memory import Arch
 from swallowlib.train.model import llama_config
 
 log = logging.getLogger(__name__)
 
-#: The GPU model: GPT-2-small-sized Llama (~85M non-embedding + 2 x 24.6M untied embedding parameters).
-GPU_MODEL = ModelConfig(
-    hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048, max_position_embeddings=1024
-)
-TINY_MODEL = ModelConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=172, max_position_embeddings=128)
+#: Models by name: (sizes, vocabulary, sequence length). ``tinyllama`` takes the tinyllama-1.1b profile's sequence
+#: length and micro-batch (see :func:`profile_batch`).
+MODELS = {
+    "tiny": (ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=172,
+                         max_position_embeddings=128), 512, 64),
+    "gpt2-small": (ModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048,
+                               max_position_embeddings=1024), 32000, 1024),
+    "tinyllama": (ModelConfig(hidden_size=2048, num_layers=22, num_heads=32, num_kv_heads=4, intermediate_size=5632,
+                              max_position_embeddings=2048), 32000, 2048),
+}  # fmt: skip
+PROFILE = "tinyllama-1.1b"
 
 
-def make_job(out: Path, *, tiny: bool, steps: int, micro_batch: int, compile: bool, precision: str) -> Job:
-    mcfg, vocab, seq = (TINY_MODEL, 512, 64) if tiny else (GPU_MODEL, 32000, 1024)
+def profile_batch() -> tuple[int, int, bool]:
+    """``(micro_batch_size, seq_len, activation_checkpointing)`` of the tinyllama-1.1b profile: what it will train."""
+    tc = load_config(PROFILE).train
+    return tc.micro_batch_size, tc.seq_len, tc.activation_checkpointing
+
+
+def predicted_peak(model: str, micro_batch: int, seq: int, *, fsdp: bool, checkpointing: bool, precision: str) -> float:
+    """The memory model's peak bytes for a gpu-check job (one process)."""
+    mcfg, vocab, _ = MODELS[model]
+    arch = Arch(mcfg.hidden_size, mcfg.num_layers, mcfg.num_heads, mcfg.num_kv_heads or mcfg.num_heads,
+                mcfg.intermediate_size, vocab, mcfg.tie_word_embeddings)  # fmt: skip
+    return memory.estimate(arch, vocab, micro_batch_size=micro_batch, seq_len=seq, fsdp=fsdp,
+                           activation_checkpointing=checkpointing, precision=precision).total  # fmt: skip
+
+
+def make_job(out: Path, *, model: str, steps: int, micro_batch: int, seq: int | None = None, compile: bool,
+             precision: str, fsdp: bool = False, checkpointing: bool = False) -> Job:  # fmt: skip
+    mcfg, vocab, default_seq = MODELS[model]
+    seq = seq or default_seq
     tokens_per_step = micro_batch * seq
     src = synthetic_source(steps * tokens_per_step + seq + 1, vocab, seq, seed=0)
     return Job(
@@ -62,6 +92,8 @@ def make_job(out: Path, *, tiny: bool, steps: int, micro_batch: int, compile: bo
         tokenizer_size=vocab,
         precision=precision,
         compile=compile,
+        fsdp=fsdp,
+        activation_checkpointing=checkpointing,
         checkpoint_fractions=[1.0],
         save_every_steps=steps // 2,
         keep_last=2,
@@ -90,50 +122,74 @@ def compare(a: Path, b: Path) -> tuple[bool, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: exercise the code path only")
-    ap.add_argument("--tiny", action="store_true", help="a 2-layer d=64 model instead of the ~134M one")
-    ap.add_argument("--dry-run", action="store_true", help="= --device cpu --tiny (what the test suite runs)")
-    ap.add_argument("--steps", type=int, default=None, help="optimizer steps of run A (default 60; 8 with --tiny)")
-    ap.add_argument("--micro-batch", type=int, default=None, help="sequences per step (default 16; 4 with --tiny)")
+    ap.add_argument("--model", choices=sorted(MODELS), default=None, help="default: tinyllama (tiny with --dry-run)")
+    ap.add_argument("--dry-run", action="store_true", help="= --device cpu --model tiny (what the test suite runs)")
+    ap.add_argument("--steps", type=int, default=None, help="optimizer steps of run A (default 24; 8 with tiny)")
+    ap.add_argument("--micro-batch", type=int, default=None,
+                    help="sequences per step (default: the tinyllama-1.1b profile's for tinyllama, 4 otherwise)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward + loss")
     ap.add_argument("--rel-tol", type=float, default=2e-2, help="max relative L2 weight difference on GPU")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default: a temporary one, removed)")
     args = ap.parse_args(argv)
     if args.dry_run:
-        args.device, args.tiny = "cpu", True
+        args.device, args.model = "cpu", args.model or "tiny"
+    model = args.model or "tinyllama"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("FAIL: no CUDA device (use --dry-run to exercise the code path on CPU)")
         return 1
-    if args.device == "cpu" and torch.cuda.is_available():
-        print("FAIL: --device cpu on a CUDA machine: hide the GPU with CUDA_VISIBLE_DEVICES= for a CPU dry run")
-        return 1
-    steps = args.steps or (8 if args.tiny else 60)
-    micro = args.micro_batch or (4 if args.tiny else 16)
+    steps = args.steps or (8 if model == "tiny" else 24)
+    seq, checkpointing = None, False
+    micro = args.micro_batch or 4
+    if model == "tinyllama":
+        p_micro, seq, checkpointing = profile_batch()
+        micro = args.micro_batch or p_micro
     precision = "bf16" if args.device == "cuda" else "fp32"
     work = args.out or Path(tempfile.mkdtemp(prefix="swallow-gpu-check-"))
     t0 = time.perf_counter()
     failures: list[str] = []
+    tps = mfu_v = rel = float("nan")
     try:
-        acc = make_accelerator(precision)
-        print(f"gpu-check: {acc.device} {torch.cuda.get_device_name() if args.device == 'cuda' else ''}".rstrip())
+        acc = make_accelerator(precision, cpu=args.device == "cpu")
+        on_gpu = acc.device.type == "cuda"
+        print(f"gpu-check: {acc.device} {torch.cuda.get_device_name() if on_gpu else ''}".rstrip())
         print(f"gpu-check: versions {json.dumps({k: v for k, v in versions().items() if v})}")
 
-        def job(name: str) -> Job:
-            return make_job(work / name, tiny=args.tiny, steps=steps, micro_batch=micro, compile=args.compile,
-                            precision=precision)  # fmt: skip
+        def job(name: str, **kw) -> Job:
+            return make_job(work / name, model=model, steps=steps, micro_batch=micro, seq=seq, compile=args.compile,
+                            precision=precision, checkpointing=checkpointing, **kw)  # fmt: skip
 
+        # 1. throughput and memory (run A is also the resume reference)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         a = train(job("A"), acc)
         rows = [r for r in _rows(work / "A") if "tokens_per_s" in r]
         steady = rows[1:] or rows  # the first interval holds the warm-up (and compilation)
         tps = sorted(r["tokens_per_s"] for r in steady)[len(steady) // 2]
         mfu_v = sorted(r["mfu"] for r in steady)[len(steady) // 2]
-        params = json.loads((work / "A" / "provenance.json").read_text())["params"]
-        peak = json.loads((work / "A" / "provenance.json").read_text())["peak_flops_per_device"]
+        prov = json.loads((work / "A" / "provenance.json").read_text())
+        params, peak = prov["params"], prov["peak_flops_per_device"]
         print(
-            f"gpu-check: run A {a['end_step']} steps, {params['total'] / 1e6:.1f}M parameters, final loss "
-            f"{a['final_loss']:.4f}; median tokens/s {tps:,.0f}, MFU {mfu_v:.1%} of {peak['flops'] / 1e12:.3g} "
-            f"TFLOP/s ({peak['source']}); peak GPU memory {rows[-1].get('peak_gpu_mb', 0):,.0f} MB"
+            f"gpu-check: run A ({model}, micro-batch {micro} x {prov['tokens_per_step'] // micro} tokens, "
+            f"checkpointing {checkpointing}) {a['end_step']} steps, {params['total'] / 1e6:.1f}M parameters, final "
+            f"loss {a['final_loss']:.4f}; median tokens/s {tps:,.0f}, MFU {mfu_v:.1%} of {peak['flops'] / 1e12:.3g} "
+            f"TFLOP/s ({peak['source']})"
         )
+        if not 0 < mfu_v <= 1:
+            failures.append(f"MFU {mfu_v} outside (0, 1]")
+        predicted = predicted_peak(model, micro, seq or MODELS[model][2], fsdp=False, checkpointing=checkpointing,
+                                   precision=precision)  # fmt: skip
+        if on_gpu:
+            measured = torch.cuda.max_memory_allocated()
+            print(f"gpu-check: peak GPU memory {measured / 2**30:.2f} GiB measured (allocated), memory model "
+                  f"predicts {predicted / 2**30:.2f} GiB (ratio {measured / predicted:.2f})")  # fmt: skip
+            if measured > predicted:
+                failures.append(f"measured peak {measured / 2**30:.2f} GiB exceeds the prediction "
+                                f"{predicted / 2**30:.2f} GiB: the memory model under-estimates")  # fmt: skip
+        else:
+            print(f"gpu-check: memory model predicts {predicted / 2**30:.3f} GiB on a GPU (not measured on CPU)")
+
+        # 2. exact resume
         stop_at = (3 * steps) // 4
         b1 = train(job("B"), acc, max_steps=stop_at)
         ckpts = [s for s, _ in checkpoint.list_checkpoints(work / "B" / "checkpoints")]
@@ -145,19 +201,36 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(
                 f"run B resumed at step {b2['start_step']} (expected {expect}), completed={b2['completed']}"
             )
-        first = next((r["step"] for r in _rows(work / "B") if r.get("step", 0) > expect and "loss" in r), None)
-        print(f"gpu-check: run B stopped at {b1['end_step']}, resumed from checkpoint {b2['start_step']}, first "
-              f"logged step after resume {first}, final loss {b2['final_loss']:.4f}")  # fmt: skip
+        print(f"gpu-check: run B stopped at {b1['end_step']}, resumed from checkpoint {b2['start_step']}, final loss "
+              f"{b2['final_loss']:.4f}")  # fmt: skip
         bitwise, rel = compare(work / "A" / "final", work / "B" / "final")
         print(f"gpu-check: final weights A vs resumed B: bitwise {bitwise}, max relative L2 difference {rel:.2e}")
-        if args.device == "cpu" and not bitwise:
+        if not on_gpu and not bitwise:
             failures.append("resumed weights differ from the uninterrupted run on CPU (must be bitwise equal)")
-        if args.device == "cuda" and rel > args.rel_tol:
+        if on_gpu and rel > args.rel_tol:
             failures.append(f"resumed weights differ by {rel:.2e} > {args.rel_tol} (bf16 tolerance)")
         if abs(a["final_loss"] - b2["final_loss"]) > 0.02 * abs(a["final_loss"]):
             failures.append(f"final loss A {a['final_loss']:.4f} vs resumed B {b2['final_loss']:.4f}")
-        if not tps > 0:
-            failures.append("no throughput measured")
+
+        # 3. FSDP2 on this one device, activation checkpointing on
+        fsdp_steps = max(2, steps // 4)
+        f_job = make_job(work / "F", model=model, steps=steps, micro_batch=micro, seq=seq, compile=False,
+                         precision=precision, fsdp=True, checkpointing=True)  # fmt: skip
+        f_job.save_every_steps = fsdp_steps
+        f = train(f_job, acc, max_steps=fsdp_steps)
+        la = {r["step"]: r["loss"] for r in _rows(work / "A") if "loss" in r}
+        lf = {r["step"]: r["loss"] for r in _rows(work / "F") if "loss" in r}
+        common = sorted(set(la) & set(lf))
+        worst = max((abs(la[s] - lf[s]) / abs(la[s]) for s in common), default=float("inf"))
+        resumed = checkpoint.latest(work / "F" / "checkpoints", json.loads((work / "F" / "run.json").read_text())[
+            "fingerprint"])  # fmt: skip
+        print(f"gpu-check: FSDP (1 process, checkpointing) {f['end_step']} steps, losses vs run A at steps {common}: "
+              f"max relative difference {worst:.2e}; sharded checkpoint at step {resumed.step if resumed else None}")
+        tol = 2e-2 if on_gpu else 1e-4
+        if not worst <= tol:
+            failures.append(f"FSDP losses differ from the unsharded run by {worst:.2e} > {tol}")
+        if resumed is None:
+            failures.append("the FSDP run wrote no loadable checkpoint")
     except Exception as e:  # the last line must always be PASS or FAIL
         log.exception("gpu-check crashed")
         failures.append(f"{type(e).__name__}: {e}")
@@ -168,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         print(f"FAIL ({wall:.0f} s): " + "; ".join(failures))
         return 1
-    print(f"PASS ({wall:.0f} s): tokens/s {tps:,.0f}, MFU {mfu_v:.1%}, resume ok (relative difference {rel:.1e})")
+    print(f"PASS ({wall:.0f} s): tokens/s {tps:,.0f}, MFU {mfu_v:.1%}, resume ok (relative difference {rel:.1e}), "
+          "FSDP ok")  # fmt: skip
     return 0
 
 

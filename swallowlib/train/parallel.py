@@ -44,7 +44,11 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each decoder layer in the backward (transformers' per-layer checkpointing, non-reentrant, which
     composes with FSDP2 and DDP)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):  # transformers >= 5.2x; the older name is deprecated there
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if hasattr(inner, "enable_input_require_grads") and getattr(model, "peft_config", None):
         inner.enable_input_require_grads()  # frozen embeddings under LoRA: the checkpointed input needs a grad
 
