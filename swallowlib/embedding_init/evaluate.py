@@ -32,6 +32,9 @@ def bits_per_char(
 ) -> dict:
     """``{"bpc", "bits", "chars", "tokens", "docs"}`` of ``model`` on ``texts`` (``tokenizer``: an HF tokenizer).
 
+    On a CUDA device the forward runs under bf16 autocast over the model's own (fp32) weights; the log-probabilities
+    are taken in fp32.
+
     >>> bits_per_char(model, tok, ["こんにちは"])["bpc"]  # doctest: +SKIP
     4.12
     """
@@ -59,7 +62,8 @@ def bits_per_char(
             x[r, : len(w)] = torch.tensor(w)
             mask[r, : len(w)] = 1
         x, mask = x.to(device), mask.to(device)
-        logits = model(input_ids=x, attention_mask=mask).logits.float()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
+            logits = model(input_ids=x, attention_mask=mask).logits.float()
         nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1), reduction="none")
         bits += float((nll * mask[:, 1:].reshape(-1)).sum()) / math.log(2)
     model.train(was_training)

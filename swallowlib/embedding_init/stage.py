@@ -10,9 +10,11 @@ Steps (the base run and the short CPTs are training, so they run as subprocesses
    (:mod:`swallowlib.embedding_init.methods`); the model of the profile's seed is published as
    ``runs/<profile>/embedding_init/<method>/`` (the ``init:<method>`` start of the CPT runs), other seeds under
    ``seeds/<method>-s<seed>/``;
-3. step 0: Japanese and English bits per character on held-out text, for the base model and every (method, seed);
-4. a short CPT of every (method, seed) with the training engine (runs ``init-cmp-<method>-s<seed>``; the seed also
-   fixes the data order, so the methods see the same batches), then bits per character again.
+3. step 0: Japanese and English bits per character on held-out text, for the base model and every (method, seed),
+   on the accelerator when there is one (bf16 autocast; :func:`eval_device`);
+4. a short CPT of every (method, seed) with the training engine (runs ``init-cmp-<method>-s<seed>``, launched like
+   stage 04: ``train.processes`` processes, FSDP when ``train.fsdp``; the seed also fixes the data order, so the
+   methods see the same batches), then bits per character again.
 
 Outputs (``runs/<profile>/embedding_init/``): ``<method>/`` model directories, ``bpc.csv`` (stage, method, seed,
 language, bits per character), ``base.json`` (size, tokens, wall time, held-out BPC and greedy continuations of the
@@ -159,13 +161,28 @@ def train_base(cfg: Config, *, quiet: bool = False) -> Path | str:
     return d
 
 
-def _bpc_rows(model, toks: dict, texts: dict[str, list[str]], seq_len: int, **labels) -> list[dict]:
+def eval_device(cfg: Config) -> str:
+    """Where stage 03 scores its models: stage 05's ``eval.device`` (``auto``: the GPU when there is one)."""
+    import torch
+
+    if cfg.eval.device != "auto":
+        return cfg.eval.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _bpc_rows(model, toks, texts: dict[str, list[str]], seq_len: int, device: str, **labels) -> list[dict]:
+    """Bits per character of ``model`` on each language's texts, scored on ``device`` (the model goes back to the CPU
+    afterwards: the stage saves fp32 weights and holds one model on the device at a time)."""
     from swallowlib.embedding_init.evaluate import bits_per_char
 
     rows = []
-    for lang, tx in texts.items():
-        r = bits_per_char(model, toks, tx, seq_len=seq_len)
-        rows.append({**labels, "lang": lang, "bpc": r["bpc"], "tokens": r["tokens"], "chars": r["chars"]})
+    model.to(device)
+    try:
+        for lang, tx in texts.items():
+            r = bits_per_char(model, toks, tx, seq_len=seq_len)
+            rows.append({**labels, "lang": lang, "bpc": r["bpc"], "tokens": r["tokens"], "chars": r["chars"]})
+    finally:
+        model.to("cpu")
     return rows
 
 
@@ -200,7 +217,9 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     try:
         base = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=cfg.offline).eval()
-        rows = _bpc_rows(base, tok_base, texts, seq_len, stage="step 0", method="base (no expansion)", seed=cfg.seed)
+        device = eval_device(cfg)
+        rows = _bpc_rows(base, tok_base, texts, seq_len, device, stage="step 0", method="base (no expansion)",
+                         seed=cfg.seed)  # fmt: skip
         weights = None
         if "focus" in ec.methods:
             from swallowlib.tokenizer.stage import _lines, _split_texts
@@ -219,7 +238,7 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
                     model, base_spm, exp_spm, method, seed=seed, focus_weights=(lambda o, n: weights)
                 )
                 records[f"{method}/s{seed}"] = info
-                rows += _bpc_rows(model, tok_exp, texts, seq_len, stage="step 0", method=method, seed=seed)
+                rows += _bpc_rows(model, tok_exp, texts, seq_len, device, stage="step 0", method=method, seed=seed)
                 dest = stage / seed_dir(cfg.profile, method, seed, cfg.seed).relative_to(out)
                 model.save_pretrained(dest, safe_serialization=True)
                 tok_exp.save_pretrained(dest)
@@ -312,7 +331,8 @@ def run_comparison(cfg: Config, *, quiet: bool = True) -> pd.DataFrame:
         model = AutoModelForCausalLM.from_pretrained(
             str(paths.run_out_dir(cfg.profile, name) / "final"), local_files_only=True
         ).eval()
-        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, stage="after short CPT", method=method, seed=seed)
+        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, eval_device(cfg), stage="after short CPT",
+                          method=method, seed=seed)  # fmt: skip
     df = pd.DataFrame(rows)
     write_text_atomic(stage_dir(cfg.profile) / "bpc_after_cpt.csv", df.to_csv(index=False))
     return df
