@@ -242,3 +242,30 @@ def test_device_memory_gib_must_be_positive(tmp_path):
         path.write_text(src.replace("device_memory_gib: 80", f"device_memory_gib: {bad}"))
         with pytest.raises(ConfigError, match="device_memory_gib"):
             load_config(path)
+
+
+def test_the_engine_refuses_a_run_that_cannot_fit_before_its_first_step(caplog):
+    """On CUDA the engine checks the estimate against the device (engine.check_memory): over the device is one clear
+    error, within 15 % of it a warning, below that nothing."""
+    import logging
+    from pathlib import Path
+
+    from transformers import LlamaConfig
+
+    from swallowlib.config import OptimizerConfig
+    from swallowlib.train.engine import Job, TrainError, check_memory
+
+    cfg = LlamaConfig(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                      intermediate_size=5632, vocab_size=43176)  # fmt: skip
+    job = Job(name="cpt-ve", out_dir=Path("."), data=None, tokens=1, seq_len=2048, micro_batch_size=8, batch_size=256,
+              optimizer=OptimizerConfig(), model_init="x", precision="bf16")  # fmt: skip
+    arch = Arch(2048, 22, 32, 4, 5632, 43176)
+    total = estimate(arch, 43176, micro_batch_size=8, seq_len=2048, precision="bf16").total
+    with pytest.raises(TrainError, match=r"run cpt-ve: .* exceeds 100% of the .* smaller train.micro_batch_size"):
+        check_memory(job, cfg, 1, 0.9 * total)
+    with caplog.at_level(logging.WARNING):
+        check_memory(job, cfg, 1, 1.05 * total)
+    assert "tight on memory" in caplog.text
+    caplog.clear()
+    check_memory(job, cfg, 1, 2 * total)
+    assert "tight on memory" not in caplog.text

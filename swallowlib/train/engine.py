@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from swallowlib.config import OptimizerConfig, PeftConfig
 from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic
-from swallowlib.train import checkpoint, mfu, parallel
+from swallowlib.train import checkpoint, memory, mfu, parallel
 from swallowlib.train import model as modeling
 from swallowlib.train.data import Mixture, step_indices
 from swallowlib.train.optim import build_optimizer, build_scheduler, scheduler_state
@@ -305,6 +305,8 @@ class Trainer:
             model = modeling.load_pretrained(job.model_init, local_files_only=job.local_files_only)
         modeling.check_vocab(model, job.tokenizer_size, job.model_init)
         self.base_config = model.config
+        if device_type == "cuda":
+            check_memory(job, model.config, self.world, torch.cuda.get_device_properties(acc.device).total_memory)
         if job.peft is not None:
             model = modeling.wrap_peft(model, job.peft, job.new_rows_from)
         self.counts = modeling.count_params(model)
@@ -376,6 +378,21 @@ class Trainer:
             modeling.save_hf(self.raw_model, sd, tmp, tokenizer_dir=self.job.tokenizer_dir, dtype=dtype, extra=extra)
             publish_dir(tmp, dirpath)
         self.acc.wait_for_everyone()
+
+
+def check_memory(job: Job, config, world: int, device_bytes: float) -> None:
+    """Refuse a run whose memory estimate exceeds the device before the first step (a warning within 15 % of it)."""
+    arch = memory.Arch(config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                       getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+                       config.intermediate_size, config.vocab_size, bool(config.tie_word_embeddings))  # fmt: skip
+    new_rows = max(0, job.tokenizer_size - (job.new_rows_from or job.tokenizer_size)) if job.peft else 0
+    est = memory.estimate(arch, config.vocab_size, micro_batch_size=job.micro_batch_size, seq_len=job.seq_len,
+                          processes=world, fsdp=job.fsdp, activation_checkpointing=job.activation_checkpointing,
+                          precision=job.precision, peft=job.peft, new_rows=new_rows, run=job.name)  # fmt: skip
+    if (line := memory.check_fits(est, device_bytes, headroom=0.0)) is not None:
+        raise TrainError(f"{line} (swallowlib.train.memory; the estimate errs on the safe side)")
+    if (line := memory.check_fits(est, device_bytes)) is not None:
+        log.warning("%s: tight on memory: %s", job.name, line)
 
 
 def total_steps_of(job: Job) -> int:
