@@ -1,5 +1,6 @@
 """FSDP2 on two gloo CPU processes, through the same entry point the GPU profiles use (``swallowlib.train.launch``
-with ``train.fsdp: true`` and activation checkpointing): it trains what one process trains at the same global batch,
+with ``train.fsdp: true`` and activation checkpointing): from pretrained weights that only rank 0 loads, it trains
+what one process trains at the same global batch,
 a SIGKILLed FSDP run resumes from its sharded checkpoint to the weights of an uninterrupted one, and a resume on
 another process count is refused with one clear line."""
 
@@ -51,9 +52,12 @@ def _launch_two(config, run, runs, **kw):
 
 
 def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
+    """From pretrained weights (the base run's), as the GPU profiles start: rank 0 loads them, rank 1 gets its shards."""
     runs = _runs(tree, tmp_path)
-    c1 = _config(tree, tmp_path / "one.yaml", {"one": RUN})  # 1 process x 2 micro-batches of 4
-    c2 = _config(tree, tmp_path / "two.yaml", {"two": RUN}, fsdp=True, activation_checkpointing=True, processes=2)
+    shutil.copytree(tree["runs"] / PROFILE / "train" / "base" / "final", runs / PROFILE / "train" / "base" / "final")
+    cpt = {**RUN, "init": str(runs / PROFILE / "train" / "base" / "final")}
+    c1 = _config(tree, tmp_path / "one.yaml", {"one": cpt})  # 1 process x 2 micro-batches of 4
+    c2 = _config(tree, tmp_path / "two.yaml", {"two": cpt}, fsdp=True, activation_checkpointing=True, processes=2)
     errors = []
 
     def launch_one():
@@ -70,6 +74,7 @@ def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
     out1, out2 = runs / PROFILE / "train" / "one", runs / PROFILE / "train" / "two"
     prov = json.loads((out2 / "provenance.json").read_text())
     assert prov["world_size"] == 2 and prov["parallel"] == "fsdp" and prov["activation_checkpointing"]
+    assert prov["weights_from_rank0"]  # rank 1 built a meta model and received its shards
     # Each process wrote its own shard of the resume checkpoint.
     ck = checkpoint.list_checkpoints(out2 / "checkpoints")[-1][1]
     assert sorted(p.name for p in (ck / "state").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]

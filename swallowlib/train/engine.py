@@ -299,7 +299,14 @@ class Trainer:
         device_type = acc.device.type
         if device_type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 leftovers outside autocast
-        if job.model_init == "scratch":
+        # FSDP over several processes: rank 0 alone builds or loads the weights and the others receive their shards
+        # from it, so a node holds one full copy in CPU memory instead of one per GPU (PEFT wrappers: every rank).
+        from_rank0 = job.fsdp and self.world > 1 and job.peft is None
+        if from_rank0 and self.rank != 0:
+            config = job.model_config if job.model_init == "scratch" else modeling.pretrained_config(
+                job.model_init, local_files_only=job.local_files_only)  # fmt: skip
+            model = modeling.meta_model(config)
+        elif job.model_init == "scratch":
             model = modeling.scratch_model(job.model_config, job.seed)
         else:
             model = modeling.load_pretrained(job.model_init, local_files_only=job.local_files_only)
@@ -315,7 +322,8 @@ class Trainer:
 
         set_seed(job.seed)
         self.parallel = parallel.make(
-            acc, fsdp=job.fsdp, precision=job.precision, activation_checkpointing=job.activation_checkpointing
+            acc, fsdp=job.fsdp, precision=job.precision, activation_checkpointing=job.activation_checkpointing,
+            from_rank0=from_rank0,
         )
         self.model, self.optimizer = self.parallel.setup(
             model, lambda m: build_optimizer(m, job.optimizer, device_type=device_type)
@@ -473,6 +481,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             "device": str(acc.device),
             "distributed_type": str(acc.distributed_type),
             "parallel": tr.parallel.name,
+            "weights_from_rank0": getattr(tr.parallel, "from_rank0", False),
             "activation_checkpointing": job.activation_checkpointing,
             "total_steps": total_steps,
             "tokens_per_step": tokens_per_step,

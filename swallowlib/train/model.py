@@ -99,6 +99,18 @@ def load_pretrained(path_or_id: str, *, local_files_only: bool = True) -> torch.
     return model
 
 
+def meta_model(config) -> torch.nn.Module:
+    """The model of ``config`` on the meta device (shapes only, no memory): the FSDP processes other than rank 0,
+    which receive their shards from it (:class:`swallowlib.train.parallel.FSDP`)."""
+    from transformers import AutoModelForCausalLM
+
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.config.use_cache = False
+    return model
+
+
 def check_vocab(model: torch.nn.Module, tokenizer_size: int, where: str) -> None:
     """The model must have a row for every token id the tokenizer can produce."""
     rows = model.get_input_embeddings().weight.shape[0]

@@ -93,10 +93,11 @@ class FSDP(Strategy):
     name = "fsdp"
     sharded = True
 
-    def __init__(self, acc, activation_checkpointing: bool = False, precision: str = "fp32"):
+    def __init__(self, acc, activation_checkpointing: bool = False, precision: str = "fp32", from_rank0: bool = False):
         super().__init__(acc, activation_checkpointing)
         self.name = "fsdp"
         self.precision = precision
+        self.from_rank0 = from_rank0
         if not dist.is_initialized():
             # One process (a 1-GPU FSDP rehearsal): accelerate does not start a process group for a single process.
             store = dist.HashStore()
@@ -117,11 +118,25 @@ class FSDP(Strategy):
             policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
         else:
             policy = MixedPrecisionPolicy()
+        # Rank 0's full weights (plain CPU tensors, kept alive here while the model is sharded); the others: meta.
+        full = (model.state_dict() if dist.get_rank() == 0 else {}) if self.from_rank0 else None
         # Each unit moves to the device as it is sharded: one unsharded layer at a time, never the whole model.
         for layer in layers:
             fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=True)
         fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=True)
+        if full is not None:
+            self._receive_from_rank0(model, full)
         return model, make_optimizer(model)
+
+    def _receive_from_rank0(self, model: torch.nn.Module, full: dict[str, torch.Tensor]) -> None:
+        """Every rank's shards (and buffers, e.g. the rotary frequencies, which FSDP does not shard) from rank 0."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        if dist.get_rank() != 0:
+            model.to_empty(device=self.acc.device)
+        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
 
     def unwrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model  # fully_shard changes the module's class in place; there is no wrapper to remove
@@ -141,7 +156,7 @@ class FSDP(Strategy):
         return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
-def make(acc, *, fsdp: bool, precision: str, activation_checkpointing: bool) -> Strategy:
+def make(acc, *, fsdp: bool, precision: str, activation_checkpointing: bool, from_rank0: bool = False) -> Strategy:
     """The strategy for this launch: FSDP when the run asks for it, else accelerate's (one process or DDP)."""
     from accelerate.utils import DistributedType
 
@@ -151,5 +166,5 @@ def make(acc, *, fsdp: bool, precision: str, activation_checkpointing: bool) -> 
             "section (the engine shards the model itself) and launch with a plain multi-process config"
         )
     if fsdp:
-        return FSDP(acc, activation_checkpointing, precision)
+        return FSDP(acc, activation_checkpointing, precision, from_rank0)
     return Strategy(acc, activation_checkpointing)
