@@ -2,11 +2,13 @@
 
 python -m swallowlib.report --profile tiny        # or: make report PROFILE=tiny
 
-``index.html`` shows the findings table (``runs/<profile>/analysis/findings.csv``, when the analysis has written it)
-with each verdict coloured, the study's figures (``figures/<profile>/*.png``, copied into ``report/figures/``), and
-a link to each executed notebook with its papermill duration and whether it failed. Each notebook page is
-nbconvert's lab template with the code kept visible (a "hide code" switch folds it away) and nothing fetched from
-the network unless a notebook contains LaTeX (MathJax comes from a CDN; offline, the TeX shows as written).
+``index.html`` opens with a notice of stage 05's failed evaluation tasks (``runs/<profile>/eval/failures.csv``)
+when there are any, then shows the findings table (``runs/<profile>/analysis/findings.csv``, when the analysis has
+written it) with each verdict coloured, the study's figures (``figures/<profile>/*.png``, copied into
+``report/figures/``), and a link to each executed notebook with its papermill duration and whether it failed. Each
+notebook page is nbconvert's lab template with the code kept visible (a "hide code" switch folds it away) and
+nothing fetched from the network unless a notebook contains LaTeX (MathJax comes from a CDN; offline, the TeX shows
+as written).
 
 The directory is self-contained (open ``index.html`` from disk) and rebuilt deterministically: the same inputs give
 byte-identical pages, and the only times shown are those recorded by papermill in the notebooks. It is built in a
@@ -87,6 +89,8 @@ td.num { font-variant-numeric: tabular-nums; } #notebooks td.num { white-space: 
 .status-ok { color: #137333; } .status-failed { color: #a50e0e; font-weight: 600; }
 .status-incomplete, .status-unknown { color: #7a5a00; }
 .note { background: #f6f6f6; border-left: 4px solid #bbb; padding: 8px 12px; }
+.alert { background: #fce8e6; border-left: 4px solid #a50e0e; padding: 8px 12px; margin: 16px 0; }
+.alert table { background: #fff; }
 figure { margin: 16px 0 24px; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 14px; }
 code { background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
@@ -222,6 +226,30 @@ def read_findings(path: Path) -> list[dict[str, str]] | None:
     return rows
 
 
+def read_eval_failures(path: Path) -> list[dict[str, str]]:
+    """The rows of stage 05's ``failures.csv`` (tasks whose scores are missing); none when it is absent."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _eval_failures_html(rows: list[dict[str, str]], path: Path) -> str:
+    """A notice above everything else: a failed task's scores are missing, and every table below lacks them."""
+    if not rows:
+        return ""
+    cols = ("run", "checkpoint", "task", "error")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(r.get(c) or '')}</td>" for c in cols) + "</tr>"
+                     for r in rows)  # fmt: skip
+    return (
+        f'<div class="alert" id="eval-failures"><strong>{len(rows)} evaluation task(s) FAILED</strong>: their scores '
+        "are missing from the results and from every table and figure built on them; the next evaluation run "
+        f"retries them. Source: <code>{html.escape(_shown(path))}</code>.\n"
+        f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>\n"
+    )
+
+
 def _findings_html(rows: list[dict[str, str]] | None, path: Path, profile: str) -> str:
     if rows is None:
         return (
@@ -284,7 +312,8 @@ def _notebooks_html(entries: list[NotebookEntry]) -> str:
     )
 
 
-def _index_html(profile: str, entries, findings, findings_path: Path, figures, figures_src: Path) -> str:
+def _index_html(profile: str, entries, findings, findings_path: Path, figures, figures_src: Path,
+                failures: tuple[list[dict[str, str]], Path] | None = None) -> str:  # fmt: skip
     p = html.escape(profile)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -293,6 +322,7 @@ def _index_html(profile: str, entries, findings, findings_path: Path, figures, f
         "<h1>Swallow, reproduced</h1>\n"
         f'<p class="sub">Cross-lingual continual pre-training (English → Japanese) with vocabulary expansion — '
         f'profile <code id="profile">{p}</code>. Rebuild with <code>make report PROFILE={p}</code>.</p>\n'
+        f"{_eval_failures_html(*failures) if failures else ''}"
         f"<h2>Findings</h2>\n{_findings_html(findings, findings_path, profile)}\n"
         f"<h2>Notebooks</h2>\n{_notebooks_html(entries)}\n"
         f"<h2>Figures</h2>\n{_figures_html(figures, figures_src)}\n"
@@ -330,12 +360,17 @@ def build_report(profile: str) -> Path:
         log.info("report: %s (%s)", entry.page, entry.status)
     for fig in figures:
         write_bytes_atomic(staged / "figures" / fig.name, fig.read_bytes())
-    index_text = _index_html(profile, entries, findings, findings_path, figures, figures_src)
+    failures_path = paths.eval_dir(profile) / "failures.csv"
+    failures = read_eval_failures(failures_path)
+    index_text = _index_html(profile, entries, findings, findings_path, figures, figures_src,
+                             (failures, failures_path))  # fmt: skip
     write_text_atomic(staged / "index.html", index_text)
     publish_dir(staged, out)
     failed = [e.stem for e in entries if e.status == "failed"]
     if failed:
         log.warning("report: failed notebook(s): %s", ", ".join(failed))
+    if failures:
+        log.warning("report: %d failed evaluation task(s), listed at the top of the index", len(failures))
     log.info("report: %s", out / "index.html")
     return out / "index.html"
 

@@ -1,5 +1,6 @@
 """Stage 05 (swallowlib.eval): local lm-eval tasks from held-out files, a real lm-eval run on a tiny random Llama,
-determinism, the lm-eval registry check of GPU task names, and the bad-input errors."""
+determinism, a failing task recorded on its own and retried alone, the lm-eval registry and task-loading checks of
+GPU task names, and the bad-input errors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 
 from swallowlib import paths
 from swallowlib.config import ConfigError, load_config
-from swallowlib.eval import harness, metrics, tasks
+from swallowlib.eval import harness, metrics, report, tasks
 from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
 from tests.train_helpers import PROFILE, build_tree, use_runs, write_config
 
@@ -148,6 +149,9 @@ def test_one_bad_checkpoint_keeps_the_others(tree, tmp_path):
     assert [(r, c) for r, c, _ in s["evaluated"]] == [("base", "step-00000004")]
     err = tree["runs"] / PROFILE / "eval" / "results" / "broken" / "step-00000001.error.json"
     assert "missing model weights" in json.loads(err.read_text())["error"]
+    with use_runs(tree["runs"]):
+        [row] = report.failures(PROFILE).query("run == 'broken'").to_dict("records")
+    assert row["task"] == harness.WHOLE_CHECKPOINT and "missing model weights" in row["error"]
 
 
 def test_checkpoint_errors(tree, tmp_path):
@@ -339,10 +343,13 @@ def test_retrained_weights_are_re_evaluated_and_identical_weights_reused(tree, t
     shutil.copytree(tree["runs"], runs)
     calls = []
 
-    def fake_eval(ck, cfg, task_dir, tm=None, limit=None):
+    def fake_eval(ck, cfg, task_dir, tm=None, *, limit=None, units=None, into=None, on_task=None):
         calls.append((ck.run, ck.name))
-        names = harness._task_names(cfg, ck)
-        return {"results": {n: {"alias": n, "acc,none": 0.5} for n in names}, "samples": {}}
+        res = into or {"results": {}, "samples": {}, "tasks": {}}
+        for n in units:
+            res["results"][n] = {"alias": n, "acc,none": 0.5}
+            res["tasks"][n] = {"status": "ok"}
+        return res
 
     monkeypatch.setattr(harness, "evaluate_checkpoint", fake_eval)
     base_ms = runs / PROFILE / "train" / "base" / "milestones" / "step-00000004"
@@ -368,3 +375,177 @@ def test_retrained_weights_are_re_evaluated_and_identical_weights_reused(tree, t
     assert calls[2:] == [("cpt", "step-00000002")]  # base skipped, cpt/step-0 reused, cpt's own milestone run
     reused = json.loads((runs / PROFILE / "eval" / "results" / "cpt" / "step-00000000.json").read_text())
     assert reused["swallow"]["run"] == "cpt" and reused["swallow"]["tokens"] == 0 and reused["results"]
+
+
+# --- one task at a time: a failure is recorded, the other tasks kept, and only the failure retried
+
+_BROKEN_YAML = """task: broken_task
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {docs}
+test_split: test
+output_type: multiple_choice
+process_docs: !function broken_utils.process_docs
+doc_to_text: "{{{{question}}}}"
+doc_to_target: 0
+doc_to_choice: ["yes", "no"]
+metric_list:
+  - metric: acc
+metadata:
+  version: 1.0
+"""
+
+
+def _task_dir_with(extra, monkeypatch):
+    """lm-eval sees the generated local tasks plus the tasks in ``extra``, and not the 14,000-task registry."""
+    from lm_eval.tasks import TaskManager
+
+    def tm(task_dir=None, registry=True):
+        return TaskManager(include_path=[str(p) for p in (task_dir, extra) if p], include_defaults=False)
+
+    monkeypatch.setattr(harness, "task_manager", tm)
+
+
+def test_a_failing_task_is_recorded_the_others_kept_and_only_it_retried(tree, tmp_path, monkeypatch, caplog):
+    """A real lm-eval run: a harness task whose process_docs raises is recorded as failed with its error (one line),
+    a WARNING names it, the checkpoint's other task keeps its results, the tables carry the failure; the next run
+    retries that task alone, and once it works the checkpoint is complete and skipped."""
+    import lm_eval
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tree["runs"], runs)
+    extra = tmp_path / "extra_tasks"
+    extra.mkdir()
+    _write_jsonl(extra / "docs.jsonl", [{"question": f"q{i}"} for i in range(3)])
+    (extra / "broken_task.yaml").write_text(_BROKEN_YAML.format(docs=extra / "docs.jsonl"), encoding="utf-8")
+    utils = extra / "broken_utils.py"
+    utils.write_text("def process_docs(dataset):\n    raise ValueError('boom:\\n  the documents are unreadable')\n")
+    _task_dir_with(extra, monkeypatch)
+    real, called = lm_eval.simple_evaluate, []
+
+    def spy(*a, **kw):
+        called.append(kw["tasks"][0])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", spy)
+    out = runs / PROFILE / "eval" / "results" / "base" / "step-00000004.json"
+    with use_runs(runs):
+        cfg = load_config(write_config(tree["config"], tmp_path / "b.yaml", lambda d: d["eval"].update(
+            runs=["base"], tasks=["bpb_ja"], harness_tasks={"broken_task": 0})))  # fmt: skip
+        s1 = harness.run_eval(cfg)
+        res = json.loads(out.read_text())
+        df1 = harness.collect(PROFILE).query("run == 'base'")
+        fails = report.failures(PROFILE).query("run == 'base'")  # (the tree may hold another test's broken run)
+        s2 = harness.run_eval(cfg)
+        assert called == ["swallow_bpb_ja", "broken_task", "broken_task"]  # the retry runs the failed task only
+        assert json.loads(out.read_text())["results"]["swallow_bpb_ja"] == res["results"]["swallow_bpb_ja"]
+
+        utils.write_text("def process_docs(dataset):\n    return dataset\n")  # the fix (a package installed, ...)
+        s3 = harness.run_eval(cfg)
+        s4 = harness.run_eval(cfg)
+        fixed = json.loads(out.read_text())
+        assert report.failures(PROFILE).query("run == 'base'").empty
+
+    err = "ValueError: boom: the documents are unreadable"
+    assert not s1["failed"] and s1["task_failures"] == [("base", "step-00000004", "broken_task", err)]
+    assert [(r, c) for r, c, _ in s1["evaluated"]] == [("base", "step-00000004")]
+    assert res["swallow"]["tasks"]["swallow_bpb_ja"] == {"status": "ok"}
+    assert res["swallow"]["tasks"]["broken_task"]["status"] == "failed"
+    assert res["swallow"]["tasks"]["broken_task"]["error"] == err and "process_docs" in res["swallow"]["tasks"][
+        "broken_task"]["traceback"]  # fmt: skip
+    assert "broken_task" not in res["results"] and res["samples"]["swallow_bpb_ja"]
+    assert set(df1.task) == {"bpb_ja"} and (df1.metric == "bits_per_byte").any()
+    assert fails[["run", "checkpoint", "task", "error"]].values.tolist() == [
+        ["base", "step-00000004", "broken_task", err]]  # fmt: skip
+    assert fails.step.tolist() == [4] and fails.tokens.tolist() == [512]
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "broken_task FAILED" in r.getMessage()]
+    assert len(warned) == 2  # one line per failure: the first run and the retry
+    assert s2["task_failures"] == s1["task_failures"] and not s2["skipped"]
+    assert not s3["task_failures"] and called[3:] == ["broken_task"]
+    assert fixed["swallow"]["tasks"]["broken_task"] == {"status": "ok"} and "broken_task" in fixed["results"]
+    assert fixed["results"]["swallow_bpb_ja"] == res["results"]["swallow_bpb_ja"]
+    assert s4["skipped"] == [("base", "step-00000004")] and len(called) == 4
+
+
+def test_a_crash_mid_checkpoint_keeps_the_finished_tasks(tree, tmp_path, monkeypatch):
+    """Each task's results are on disk as soon as it finishes: a run killed during a later task (here: an exception
+    lm-eval's caller cannot catch) loses only that task, and the next run does not repeat the finished ones."""
+    import lm_eval
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tree["runs"], runs)
+    called = []
+
+    class Killed(BaseException):
+        pass
+
+    def fake(*a, tasks, **kw):
+        called.append(tasks[0])
+        if tasks[0] == "swallow_bpb_en" and called.count("swallow_bpb_en") == 1:
+            raise Killed
+        return {"results": {tasks[0]: {"alias": tasks[0], "bits_per_byte,none": 1.5}}, "samples": {}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake)
+    out = runs / PROFILE / "eval" / "results" / "base" / "step-00000004.json"
+    with use_runs(runs):
+        cfg = load_config(write_config(tree["config"], tmp_path / "c.yaml", lambda d: d["eval"].update(
+            runs=["base"], tasks=["bpb_ja", "bpb_en"])))  # fmt: skip
+        with pytest.raises(Killed):
+            harness.run_eval(cfg)
+        partial = json.loads(out.read_text())
+        s = harness.run_eval(cfg)
+    assert partial["swallow"]["tasks"] == {"swallow_bpb_ja": {"status": "ok"}}
+    assert called == ["swallow_bpb_ja", "swallow_bpb_en", "swallow_bpb_en"]
+    assert not s["task_failures"] and set(json.loads(out.read_text())["results"]) == {"swallow_bpb_ja",
+                                                                                     "swallow_bpb_en"}  # fmt: skip
+
+
+# --- the task-loading check (preflight): offline, on temporary task directories; with the network, on the registry
+
+
+def test_check_task_loading_offline(tmp_path):
+    """A task whose utils import a missing package names the package; a script dataset, the fix; an unknown name is
+    reported; a sound task gives no line, and a group one line for its bad members."""
+    from lm_eval.tasks import TaskManager
+
+    base = 'dataset_path: {path}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: "{{{{q}}}}"\n' \
+           'doc_to_target: 0\ndoc_to_choice: ["a", "b"]\n'  # fmt: skip
+    (tmp_path / "needs_pkg.yaml").write_text("task: needs_pkg\nprocess_docs: !function needs_pkg_utils.go\n"
+                                             + base.format(path="json"))  # fmt: skip
+    (tmp_path / "needs_pkg_utils.py").write_text("import no_such_package_xyz\n\ndef go(d):\n    return d\n")
+    (tmp_path / "script_ds.yaml").write_text("task: script_ds\ndataset_name: ja\n"
+                                             + base.format(path="juletxara/mgsm"))  # fmt: skip
+    (tmp_path / "sound.yaml").write_text("task: sound\n" + base.format(path="some-org/parquet-dataset"))
+    (tmp_path / "grp.yaml").write_text("group: grp\ntask: [sound, needs_pkg]\n")
+    tm = TaskManager(include_path=str(tmp_path), include_defaults=False)
+    problems = harness.check_task_loading(["sound", "needs_pkg", "script_ds", "no_such_task_xyz", "grp"], tm,
+                                          network=False)  # fmt: skip
+    assert len(problems) == 4 and all("\n" not in p for p in problems)
+    pkg, script, unknown, grp = problems
+    assert pkg.startswith("needs_pkg: ") and "'no_such_package_xyz'" in pkg and "pip install no_such_package_xyz" in pkg
+    assert script.startswith("script_ds: ") and "juletxara/mgsm is a loading script" in script
+    assert "drop the task" in script
+    assert unknown.startswith("no_such_task_xyz: not a task") and "lm-eval 0.4.13" in unknown
+    assert grp.startswith("grp: needs_pkg: ") and "sound" not in grp
+
+
+def test_gpu_profiles_tasks_import_offline():
+    """The registry tasks the GPU profiles list import with the pinned packages (ja_leaderboard_xlsum: emoji,
+    neologdn), and what is left is a dataset or metric problem, one line per task."""
+    names = sorted({n for f in ("tinyllama-1.1b", "llama2-7b")
+                    for n in load_config(paths.config_path(f)).eval.harness_tasks})  # fmt: skip
+    assert "ja_leaderboard_mgsm" not in names  # every Japanese MGSM task reads a script dataset: left out
+    problems = harness.check_task_loading(names, _registry(), network=False)
+    assert not any(p.startswith("ja_leaderboard_xlsum") for p in problems), problems
+    assert all("needs the package" not in p for p in problems), problems
+    assert len(problems) == len({p.split(":")[0] for p in problems}) and {p.split(":")[0] for p in problems} <= set(
+        names)  # fmt: skip
+
+
+@pytest.mark.network
+def test_check_task_loading_resolves_datasets_on_the_hub():
+    """With the network: the datasets of sound tasks resolve (builder only, no download); a script dataset does not."""
+    assert harness.check_task_loading(["ja_leaderboard_xlsum", "gsm8k", "hellaswag"], _registry(), network=True) == []
+    [line] = harness.check_task_loading(["ja_leaderboard_jaqket_v2"], _registry(), network=True)
+    assert "kumapo/JAQKET" in line and "does not load" in line

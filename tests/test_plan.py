@@ -199,8 +199,8 @@ def test_gpu_profiles_harness_tasks_in_registry(profile):
     where the paper ran the task."""
     tasks = load_config(paths.config_path(profile)).eval.harness_tasks
     harness.check_harness_tasks(list(tasks), _registry())
-    paper = {"ja_leaderboard_jcommonsenseqa": 4, "ja_leaderboard_jsquad": 4, "ja_leaderboard_xlsum": 1,
-             "ja_leaderboard_mgsm": 4}  # fmt: skip
+    # (the paper's MGSM, 4-shot, is left out: every Japanese MGSM task of lm-eval reads a script dataset)
+    paper = {"ja_leaderboard_jcommonsenseqa": 4, "ja_leaderboard_jsquad": 4, "ja_leaderboard_xlsum": 1}
     assert {k: tasks[k] for k in paper} == paper
     for en in ("openbookqa", "triviaqa", "hellaswag", "squadv2", "xwinograd_en", "gsm8k"):
         assert tasks[en] == 8, en  # the Swallow (Llama 2) model cards: English tasks 8-shot

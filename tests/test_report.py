@@ -211,6 +211,23 @@ def test_failed_notebook_is_shown_as_failed(study):
     assert nav.text == "FAILED after 12.0 s"
 
 
+def test_failed_evaluation_tasks_are_announced_first(study):
+    """Stage 05's failures table puts a notice at the top of the index; no notice when nothing failed."""
+    assert _soup(report.build_report(PROFILE)).select_one("#eval-failures") is None
+    failures = paths.eval_dir(PROFILE) / "failures.csv"
+    failures.parent.mkdir(parents=True)
+    pd.DataFrame([["cpt-ve", "final", 98, 12544, "ja_leaderboard_xlsum", "ModuleNotFoundError: `emoji` is required"],
+                  ["cpt-nve", "step-00000010", 10, 1280, "(checkpoint)", "CheckpointError: <missing> weights"]],
+                 columns=["run", "checkpoint", "step", "tokens", "task", "error"]).to_csv(failures, index=False)
+    soup = _soup(report.build_report(PROFILE))
+    notice = soup.select_one("#eval-failures")
+    assert notice is not None and "2 evaluation task(s) FAILED" in notice.text
+    assert notice.find_next("h2").text == "Findings"  # above the findings
+    rows = [[td.text for td in tr.find_all("td")] for tr in notice.select("tbody tr")]
+    assert rows[0] == ["cpt-ve", "final", "ja_leaderboard_xlsum", "ModuleNotFoundError: `emoji` is required"]
+    assert rows[1][3] == "CheckpointError: <missing> weights"  # escaped, shown as written
+
+
 def test_index_without_findings_says_so(study):
     (paths.analysis_dir(PROFILE) / "findings.csv").unlink()
     soup = _soup(report.build_report(PROFILE))

@@ -1,11 +1,15 @@
 """Run lm-evaluation-harness over every checkpoint of every configured run and collect one tidy results table.
 
 Each checkpoint's lm-eval JSON goes to ``runs/<p>/eval/results/<run>/<checkpoint>.json`` (with the task fingerprint,
-so a checkpoint already evaluated on the same tasks is skipped); a checkpoint that fails leaves
+so a checkpoint already evaluated on the same tasks is skipped). Every task runs on its own and the file is rewritten
+after each one, with each task's status in ``swallow.tasks``: a task that fails is recorded with its error (and a
+WARNING in the log) while the others keep their results, and the next run retries only the failed or missing tasks.
+A checkpoint that cannot be evaluated at all (no weights, a model that does not load) leaves
 ``<checkpoint>.error.json`` and the others go on. :func:`collect` turns the JSONs into ``results.csv`` /
-``results.parquet`` with columns run, checkpoint, step, tokens, task, metric, value, stderr. The stderr of the local
-tasks' corpus-level scores (bits per byte, chrF, BLEU), which lm-eval leaves "N/A", is bootstrapped there from the
-per-document items stored in the JSON's samples, so results on disk gain it without re-evaluating the model.
+``results.parquet`` with columns run, checkpoint, step, tokens, task, metric, value, stderr, and the failures into
+``failures.csv`` (run, checkpoint, step, tokens, task, error). The stderr of the local tasks' corpus-level scores
+(bits per byte, chrF, BLEU), which lm-eval leaves "N/A", is bootstrapped there from the per-document items stored in
+the JSON's samples, so results on disk gain it without re-evaluating the model.
 
     python -m swallowlib.eval --config configs/tiny.yaml [--run cpt-ve] [--checkpoint DIR]
 """
@@ -17,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -31,6 +36,9 @@ from swallowlib.provenance import provenance, write_json_atomic, write_text_atom
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ["run", "checkpoint", "step", "tokens", "task", "metric", "value", "stderr"]
+FAILURE_COLUMNS = ["run", "checkpoint", "step", "tokens", "task", "error"]
+#: The ``task`` of a failures row for a checkpoint that could not be evaluated at all.
+WHOLE_CHECKPOINT = "(checkpoint)"
 #: A model's embedding rows may exceed its tokenizer by padding (to a multiple of 8, …), never by this much.
 MAX_PAD_ROWS = 64
 
@@ -204,43 +212,248 @@ def check_harness_tasks(names: list[str], tm=None) -> None:
         raise ValueError(f"unknown lm-eval task {unknown[0]!r} (not in the installed lm_eval registry)")
 
 
+#: Hub datasets read by lm-eval 0.4.13 registry tasks that are a loading script (``<name>.py`` at the repository's
+#: root, no data files), which the pinned ``datasets`` (>= 4) refuses ("Dataset scripts are no longer supported"),
+#: with what to do instead. From the Hub's file listings as last seen (2025-26): offline this list is all there is
+#: to go by, so a dataset converted to data files since is still reported; with the network the Hub decides.
+SCRIPT_DATASETS: dict[str, str] = {
+    "juletxara/mgsm": "every Japanese MGSM task of the registry (ja_leaderboard_mgsm, mgsm_direct_ja, "
+                      "mgsm_native_cot_ja, mgsm_en_cot_ja) reads this dataset: drop the task",
+    "Rakuten/JGLUE": "no registry task reads another copy of JGLUE: drop the task (or evaluate it with datasets<4)",
+    "kumapo/JAQKET": "no registry task reads another copy of JAQKET: drop the task (or evaluate it with datasets<4)",
+    "Muennighoff/xwinograd": "its Hub parquet export loads: use a local copy of the task with dataset_kwargs "
+                             "{revision: refs/convert/parquet}, or drop the task",
+}  # fmt: skip
+#: Import name -> pip package, where they differ.
+_PIP_NAMES = {"sklearn": "scikit-learn", "yaml": "PyYAML", "Levenshtein": "python-Levenshtein", "cv2": "opencv-python"}
+_HUB_METRIC = re.compile(r"""\bevaluate\.load\(\s*["']([\w./-]+)["']""")
+
+
+def _missing_module(e: BaseException) -> str | None:
+    """The module an ImportError chain could not find (lm-eval re-raises it with its own message, name unset)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ModuleNotFoundError) and e.name:
+            return e.name
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _functions(obj) -> list:
+    """Every callable/class in a resolved task config (its ``!function`` references)."""
+    if isinstance(obj, dict):
+        return [f for v in obj.values() for f in _functions(v)]
+    if isinstance(obj, list | tuple):
+        return [f for v in obj for f in _functions(v)]
+    return [obj] if callable(obj) else []
+
+
+def _hub_metrics(cfg: dict) -> list[str]:
+    """Metrics a task's own code fetches with ``evaluate.load`` (a script from the Hub, at scoring time)."""
+    import inspect
+
+    found = []
+    for f in _functions(cfg):
+        try:
+            src = Path(inspect.getsourcefile(f) or "").read_text(encoding="utf-8")
+        except (OSError, TypeError):
+            continue
+        found += [m for m in _HUB_METRIC.findall(src) if m not in found]
+    return found
+
+
+def _task_problems(name: str, tm, network: bool, seen: set[str]) -> list[str]:
+    """What keeps one registry task (or each member of a group/tag) from running; empty when nothing does."""
+    import datasets
+    from lm_eval.tasks._factory import TaskFactory
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    if name in seen:
+        return []
+    seen.add(name)
+    entry = tm.task_index.get(name)
+    if entry is None:
+        import lm_eval
+
+        return [f"not a task, group or tag of the installed lm-eval {lm_eval.__version__} (a typo, or a task of "
+                "another lm-eval version): fix the name"]  # fmt: skip
+    if entry.kind in (Kind.GROUP, Kind.TAG):
+        if entry.kind is Kind.TAG:
+            members = sorted(n for n, e in tm.task_index.items() if name in e.tags)
+        else:
+            members = load_yaml(entry.yaml_path, resolve_func=False).get("task", [])
+            members = [m for m in (members if isinstance(members, list) else [members]) if isinstance(m, str)]
+        return [f"{m}: {p}" for m in members for p in _task_problems(m, tm, network, seen)]
+    try:
+        # resolving the config imports the task's own modules, as building the task does
+        cfg = TaskFactory()._load_full_config(entry)
+    except Exception as e:
+        mod = _missing_module(e)
+        if mod:
+            pkg = _PIP_NAMES.get(mod.split(".")[0], mod.split(".")[0])
+            return [f"its code needs the package {pkg!r}, which is not installed: add it to pyproject.toml "
+                    f"dependencies (pip install {pkg})"]  # fmt: skip
+        return [f"its config does not load: {one_line(e)}"]
+    cls = cfg.get("class")
+    path = cfg.get("dataset_path") or getattr(cls, "DATASET_PATH", None)
+    dname = cfg.get("dataset_name") if "dataset_path" in cfg else getattr(cls, "DATASET_NAME", None)
+    kwargs = cfg.get("dataset_kwargs") or {}
+    problems = []
+    script = SCRIPT_DATASETS.get(path) if isinstance(path, str) else None
+    if isinstance(path, str) and path not in datasets.packaged_modules._PACKAGED_DATASETS_MODULES:
+        if network:
+            try:
+                datasets.load_dataset_builder(path, dname, **kwargs)
+            except Exception as e:
+                fix = f": {script}" if script else ""
+                problems.append(f"its dataset {path}{f' ({dname})' if dname else ''} does not load "
+                                f"({one_line(e, 300)}){fix}")  # fmt: skip
+        elif script:
+            problems.append(f"its dataset {path} is a loading script, which datasets {datasets.__version__} "
+                            f"refuses: {script}")  # fmt: skip
+    for metric in _hub_metrics(cfg):
+        import evaluate
+
+        try:
+            evaluate.load(metric, download_config=datasets.DownloadConfig(local_files_only=not network))
+        except Exception as e:
+            where = "from the Hub" if network else "in the local cache (offline)"
+            problems.append(f"its metric {metric!r} is a script fetched at scoring time (evaluate.load), after "
+                            f"every generation, and is not available {where} ({one_line(e, 200)}): run "
+                            f"evaluate.load({metric!r}) once online, or drop the task")  # fmt: skip
+    return problems
+
+
+def check_task_loading(names: list[str], tm=None, *, network: bool) -> list[str]:
+    """One line per task of ``names`` that cannot run, naming the task and the fix; empty when all can.
+
+    Always (offline, a few seconds): the name is in the installed registry; the task's config resolves, which
+    imports its Python modules (a task whose code needs a package that is not installed — ``emoji``/``neologdn``
+    for ``ja_leaderboard_xlsum`` — is caught here, not hours into an evaluation); its dataset is not one of the
+    known loading-script datasets (:data:`SCRIPT_DATASETS`); a metric its code fetches with ``evaluate.load`` is in
+    the local cache. With ``network``: the dataset's builder is resolved on the Hub with the task's
+    ``dataset_name`` and ``dataset_kwargs`` (``datasets.load_dataset_builder``: it refuses loading scripts, a missing
+    config or repository, without downloading the data), superseding the known list; the metric must be fetchable.
+
+    What offline cannot tell: whether a dataset outside the known list is a script, exists, or is in the local HF
+    cache; whether a split named by the task exists. Groups and tags are checked member by member (one line for
+    the group). ``tm``: a TaskManager with the registry (default: a new one, 5-20 s to index).
+    """
+    tm = tm or task_manager()
+    out = []
+    for name in names:
+        problems = _task_problems(name, tm, network, set())
+        if problems:
+            out.append(f"{name}: {'; '.join(problems)}")
+    return out
+
+
 def _task_names(cfg: Config, ck: Checkpoint) -> list[str]:
     """The lm-eval task names a checkpoint gets: the whole offline suite for a run's last, the milestone tasks else."""
     ec = cfg.eval
     return [n for t in (ec.tasks if ck.last else ec.milestone_tasks) for n in lm_eval_names(t)]
 
 
-def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *, limit: int | None = None) -> dict:
-    """Run lm-eval's ``simple_evaluate`` (greedy, seeded) on one checkpoint; returns lm-eval's results dict."""
+def task_units(cfg: Config, ck: Checkpoint) -> dict[str, int | None]:
+    """Each task a checkpoint gets -> its shots (None: the task's own): the local tasks, then ``eval.harness_tasks``.
+
+    A task is the unit that runs, fails and is retried on its own.
+    """
+    units: dict[str, int | None] = dict.fromkeys(_task_names(cfg, ck))
+    units.update(cfg.eval.harness_tasks)
+    return units
+
+
+def one_line(e: BaseException, limit: int = 500) -> str:
+    """``Type: message`` on one line (a multi-line message folded), as a failed task is recorded."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _merge(into: dict, r: dict) -> None:
+    """One task's lm-eval results dict into a checkpoint's: per-task tables merged, run-level scalars kept first."""
+    for k, v in r.items():
+        if k == "config":  # the HFLM object is not data
+            continue
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            into[k].update(v)
+        else:
+            into.setdefault(k, v)
+
+
+def _free_accelerator() -> None:
+    """After a failed task: what it held on the GPU (an OOM's activations) must not fail the next one too."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # only a courtesy to the next task
+        pass
+
+
+def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *, limit: int | None = None,
+                        units: dict[str, int | None] | None = None, into: dict | None = None,
+                        on_task=None) -> dict:  # fmt: skip
+    """Run lm-eval's ``simple_evaluate`` (greedy, seeded) on one checkpoint, one task at a time.
+
+    ``units``: task -> shots to run (default :func:`task_units`). Each task's results are merged into ``into`` (a
+    checkpoint's earlier results, to which a retry adds) and its status goes to ``into["tasks"][task]``:
+    ``{"status": "ok"}`` or ``{"status": "failed", "error": "Type: message", "traceback": ...}`` — a failing task
+    (an unloadable dataset, a missing package, an error in its metric) is logged as a WARNING and the next one runs.
+    ``on_task(into)`` is called after each task, so a crash later loses nothing finished. Only a model that does not
+    load raises. Returns ``into``.
+    """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     ec = cfg.eval
-    tasks = _task_names(cfg, ck)
+    units = task_units(cfg, ck) if units is None else units
+    res = {"results": {}, "samples": {}, "tasks": {}} if into is None else into
+    for k in ("results", "samples", "tasks"):
+        res.setdefault(k, {})
     device = _device(cfg)
     tm = tm or task_manager(task_dir, registry=bool(ec.harness_tasks))
-    if ec.harness_tasks:
-        check_harness_tasks(list(ec.harness_tasks), tm)
+    known = set(tm.all_tasks)
     # The model-token ROUGE reads the checkpoint's tokenizer from here (lm-eval passes no model to metrics).
     os.environ[metrics.TOKENIZER_ENV] = str(ck.tokenizer)
     lm = HFLM(pretrained=str(ck.path), tokenizer=str(ck.tokenizer), device=device, batch_size=ec.batch_size,
               dtype="float32" if device == "cpu" else "auto", add_bos_token=True, trust_remote_code=False)
     seeds = dict(random_seed=ec.seed, numpy_random_seed=ec.seed, torch_random_seed=ec.seed,
                  fewshot_random_seed=ec.seed)
-    try:
-        res = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=tm, bootstrap_iters=ec.bootstrap_iters,
-                                      log_samples=True, limit=limit, **seeds)
-    except AssertionError as e:  # HFLM asserts that a scored continuation fits the context; say which knob
-        raise CheckpointError(
-            f"{ck.path}: an answer choice or reference is longer than the model's context ({lm.max_length} "
-            f"tokens): lower eval.faq_answer_chars / eval.max_chars in {cfg.path or 'the config'}"
-        ) from e
-    if ec.harness_tasks:  # GPU profiles: the paper's tasks, each with its own shot count
-        for name, shots in ec.harness_tasks.items():
-            r = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=shots, task_manager=tm,
-                                        bootstrap_iters=ec.bootstrap_iters, log_samples=True, limit=limit, **seeds)
-            res["results"].update(r["results"])
-            res.setdefault("samples", {}).update(r.get("samples", {}))
+    for name, shots in units.items():
+        try:
+            if name not in known:
+                raise ValueError(f"unknown lm-eval task {name!r} (not in the installed lm_eval registry)")
+            try:
+                r = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=shots, task_manager=tm,
+                                            bootstrap_iters=ec.bootstrap_iters, log_samples=True, limit=limit,
+                                            **seeds)
+            except AssertionError as e:
+                if not name.startswith(PREFIX):
+                    raise
+                # HFLM asserts that a scored continuation fits the context: say which knob of the local tasks
+                raise CheckpointError(
+                    f"an answer choice or reference is longer than the model's context ({lm.max_length} tokens): "
+                    f"lower eval.faq_answer_chars / eval.max_chars in {cfg.path or 'the config'}"
+                ) from e
+            if not r or not r.get("results"):
+                raise RuntimeError("lm-eval returned no results")
+        except Exception as e:  # one task's failure must not cost the checkpoint's other tasks
+            err = one_line(e)
+            log.warning("%s/%s: task %s FAILED: %s", ck.run, ck.name, name, err)
+            res["tasks"][name] = {"status": "failed", "error": err, "traceback": traceback.format_exc()}
+            _free_accelerator()
+        else:
+            _merge(res, r)
+            res["tasks"][name] = {"status": "ok"}
+        if on_task is not None:
+            on_task(res)
     return res
 
 
@@ -268,12 +481,38 @@ def result_path(cfg: Config, ck: Checkpoint) -> Path:
     return paths.eval_dir(cfg.profile) / "results" / ck.run / f"{ck.name}.json"
 
 
+def _task_ok(res: dict, name: str) -> bool:
+    return res.get("swallow", {}).get("tasks", {}).get(name, {}).get("status") == "ok"
+
+
+def _previous(out: Path, fp: str, wid: str) -> dict | None:
+    """A checkpoint's earlier results, if they were made on the same tasks and the same weights."""
+    try:
+        prev = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    meta = prev.get("swallow", {}) if isinstance(prev, dict) else {}
+    return prev if meta.get("fingerprint") == fp and meta.get("weights") == wid else None
+
+
+def _drop_stale_failures(res: dict, units: dict) -> bool:
+    """Forget failures of tasks a checkpoint no longer gets (a run's last checkpoint that a later one superseded):
+    they would never be retried, yet listed as failures forever. True when something was dropped."""
+    tasks = res["swallow"].get("tasks", {})
+    stale = [n for n, st in tasks.items() if n not in units and st.get("status") != "ok"]
+    for n in stale:
+        del tasks[n]
+    return bool(stale)
+
+
 def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path] | None = None,
              *, force: bool = False) -> dict:  # fmt: skip
-    """Evaluate every checkpoint not yet evaluated on the current tasks; write the table; return a summary.
+    """Evaluate every checkpoint's tasks not yet evaluated on the current tasks; write the tables; return a summary.
 
-    ``checkpoints``: explicit checkpoint directories (their run is the directory above ``milestones/``, or
-    ``external``), instead of discovering the configured runs'.
+    A checkpoint whose every task succeeded on the same tasks and weights is skipped; one with failed or missing tasks
+    runs those only (``force``: every task again). ``checkpoints``: explicit checkpoint directories (their run is the
+    directory above ``milestones/``, or ``external``), instead of discovering the configured runs'. The summary's
+    ``task_failures`` lists (run, checkpoint, task, error) of the tasks that failed in this call.
     """
     from tqdm.auto import tqdm
 
@@ -288,7 +527,7 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
     else:
         cks = discover(cfg, runs)
     tm = task_manager(task_dir, registry=bool(cfg.eval.harness_tasks))
-    done, skipped, failed = [], [], []
+    done, skipped, failed, task_failures = [], [], [], []
     # Weights already evaluated in this call, by (run, step) -> their result file, to reuse for identical weights.
     evaluated: dict[tuple, Path] = {}
     for ck in tqdm(cks, desc="checkpoints", unit="ckpt"):
@@ -296,48 +535,69 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         err = out.with_suffix(".error.json")
         wid = weights_id(ck.path)
         key = _same_weights_key(ck.path)
-        if not force and out.is_file():
-            try:
-                prev = json.loads(out.read_text(encoding="utf-8"))
-                if prev.get("swallow", {}).get("fingerprint") == fp and prev["swallow"].get("weights") == wid:
-                    skipped.append(ck)
-                    if key is not None:
-                        evaluated.setdefault(key, out)
-                    continue
-            except (json.JSONDecodeError, KeyError):
-                pass
+        units = task_units(cfg, ck)
+        prev = None if force else _previous(out, fp, wid)
+        todo = {n: s for n, s in units.items() if prev is None or not _task_ok(prev, n)}
+        if not todo:
+            if _drop_stale_failures(prev, units):
+                _save_json(out, prev)
+            skipped.append(ck)
+            if key is not None:
+                evaluated.setdefault(key, out)
+            continue
+        if prev is not None:
+            log.info("%s/%s: retrying %d failed or missing task(s): %s", ck.run, ck.name, len(todo), ", ".join(todo))
         t0 = time.perf_counter()
+        wall0 = prev["swallow"].get("wall_s", 0.0) if prev is not None else 0.0
+        meta = {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "step": ck.step, "tokens": ck.tokens,
+                "fingerprint": fp, "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid}
+
+        def save(res: dict, ck=ck, meta=meta, wall0=wall0, t0=t0, out=out) -> None:
+            body = {k: v for k, v in res.items() if k != "tasks"}
+            body["swallow"] = meta | {"tokenizer": str(ck.tokenizer), "wall_s": wall0 + time.perf_counter() - t0,
+                                      "tasks": res["tasks"]}  # fmt: skip
+            _save_json(out, body)
+
         try:
             tok = check_checkpoint(ck.path, cfg.profile)
             ck = Checkpoint(ck.run, ck.name, ck.path, tok, ck.step, ck.tokens, ck.last)
-            wanted = set(_task_names(cfg, ck)) | set(cfg.eval.harness_tasks)
             same = json.loads(evaluated[key].read_text(encoding="utf-8")) if key in evaluated else None
-            if same is not None and wanted <= set(same.get("results", {})):
+            if same is not None and all(_task_ok(same, n) for n in todo):
                 res = {k: v for k, v in same.items() if k != "swallow"}  # the same weights: the same numbers
+                res["tasks"] = {n: st for n, st in same["swallow"]["tasks"].items()
+                                if n in units or st.get("status") == "ok"}  # fmt: skip
+                save(res, ck)
                 log.info("%s/%s: same weights as %s/%s, results reused", ck.run, ck.name,
                          same["swallow"]["run"], same["swallow"]["checkpoint"])  # fmt: skip
             else:
-                res = evaluate_checkpoint(ck, cfg, task_dir, tm)
+                into = {k: v for k, v in prev.items() if k != "swallow"} if prev is not None else None
+                if into is not None:
+                    _drop_stale_failures(prev, units)
+                    into["tasks"] = dict(prev["swallow"].get("tasks", {}))
+                res = evaluate_checkpoint(ck, cfg, task_dir, tm, units=todo, into=into,
+                                          on_task=lambda r, ck=ck: save(r, ck))  # fmt: skip
+                save(res, ck)
         except Exception as e:  # one bad checkpoint must not lose the others' results
             log.exception("%s/%s failed: %s", ck.run, ck.name, e)
-            write_json_atomic(err, {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path),
-                                    "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
-            failed.append((ck, f"{type(e).__name__}: {e}"))
+            write_json_atomic(err, {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "step": ck.step,
+                                    "tokens": ck.tokens, "error": one_line(e), "traceback": traceback.format_exc()})
+            failed.append((ck, one_line(e)))
             continue
         wall = time.perf_counter() - t0
-        res["swallow"] = {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "tokenizer": str(ck.tokenizer),
-                          "step": ck.step, "tokens": ck.tokens, "fingerprint": fp, "wall_s": wall,
-                          "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid}
-        _save_json(out, res)
-        if key is not None:
-            evaluated.setdefault(key, out)
         err.unlink(missing_ok=True)
+        bad = {n: s["error"] for n, s in res["tasks"].items() if n in units and s.get("status") != "ok"}
+        task_failures += [(ck.run, ck.name, n, e) for n, e in bad.items()]
+        if key is not None and not bad:
+            evaluated.setdefault(key, out)
         done.append((ck, wall))
-        log.info("%s/%s evaluated in %.1f s", ck.run, ck.name, wall)
+        log.info("%s/%s evaluated in %.1f s%s", ck.run, ck.name, wall, f", {len(bad)} task(s) FAILED" if bad else "")
     table = collect(cfg.profile, cfg.eval.bootstrap_iters)
     write_json_atomic(paths.eval_dir(cfg.profile) / "provenance.json", provenance(cfg, "eval", fp))
+    if task_failures:
+        log.warning("%d task(s) failed: their scores are missing from the results table; they are retried on the "
+                    "next run (listed in %s)", len(task_failures), paths.eval_dir(cfg.profile) / "failures.csv")
     return {"evaluated": [(c.run, c.name, w) for c, w in done], "skipped": [(c.run, c.name) for c in skipped],
-            "failed": [(c.run, c.name, e) for c, e in failed], "rows": len(table)}
+            "failed": [(c.run, c.name, e) for c, e in failed], "task_failures": task_failures, "rows": len(table)}
 
 
 def _save_json(path: Path, res: dict) -> None:
@@ -396,17 +656,34 @@ def tidy(res: dict, bootstrap_iters: int | None = None) -> list[dict]:
     return rows
 
 
+def failure_rows(res: dict) -> list[dict]:
+    """Rows (run, checkpoint, step, tokens, task, error) of the failed tasks recorded in one checkpoint's results."""
+    meta = res.get("swallow", {})
+    return [{"run": meta.get("run"), "checkpoint": meta.get("checkpoint"), "step": meta.get("step"),
+             "tokens": meta.get("tokens"), "task": task.removeprefix("swallow_"), "error": st.get("error", "")}
+            for task, st in sorted(meta.get("tasks", {}).items()) if st.get("status") != "ok"]  # fmt: skip
+
+
 def collect(profile: str, bootstrap_iters: int | None = None, out: Path | None = None):
     """Every checkpoint's lm-eval JSON under ``runs/<p>/eval/results`` as one DataFrame, written as CSV and Parquet
-    into ``out`` (default ``runs/<p>/eval``); ``bootstrap_iters`` as in :func:`tidy`."""
+    into ``out`` (default ``runs/<p>/eval``); ``bootstrap_iters`` as in :func:`tidy`.
+
+    The failures go to ``failures.csv`` beside it (:data:`FAILURE_COLUMNS`, read by ``eval.report.failures``): each
+    failed task of a checkpoint, and each checkpoint that could not be evaluated at all (task
+    :data:`WHOLE_CHECKPOINT`).
+    """
     import pandas as pd
 
     root = paths.eval_dir(profile)
-    rows = []
+    rows, failed = [], []
     for f in sorted((root / "results").glob("*/*.json")):
+        res = json.loads(f.read_text(encoding="utf-8"))
         if f.name.endswith(".error.json"):
+            failed.append({"run": res.get("run"), "checkpoint": res.get("checkpoint"), "step": res.get("step"),
+                           "tokens": res.get("tokens"), "task": WHOLE_CHECKPOINT, "error": res.get("error", "")})
             continue
-        rows.extend(tidy(json.loads(f.read_text(encoding="utf-8")), bootstrap_iters))
+        rows.extend(tidy(res, bootstrap_iters))
+        failed.extend(failure_rows(res))
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df = df.astype({"step": "Int64", "tokens": "Int64"})
     out = Path(out) if out is not None else root
@@ -415,4 +692,7 @@ def collect(profile: str, bootstrap_iters: int | None = None, out: Path | None =
     tmp = out / ".results.parquet.tmp"
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out / "results.parquet")
+    fails = pd.DataFrame(failed, columns=FAILURE_COLUMNS).astype({"step": "Int64", "tokens": "Int64"})
+    write_text_atomic(out / "failures.csv", fails.to_csv(index=False))
     return df
+

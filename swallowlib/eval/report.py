@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from swallowlib import paths
+from swallowlib.eval.harness import FAILURE_COLUMNS
 from swallowlib.provenance import save_figure
 
 #: The metric shown per task in the summary (lower is better for bits per byte).
@@ -29,6 +30,16 @@ def results(profile: str) -> pd.DataFrame:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no evaluation results — run `make eval PROFILE={profile}` first")
     return pd.read_csv(p)
+
+
+def failures(profile: str) -> pd.DataFrame:
+    """Every task that failed on a checkpoint — and every checkpoint that could not be evaluated at all (task
+    ``(checkpoint)``) — with its error: their scores are missing from :func:`results`. Empty when none failed."""
+    p = paths.eval_dir(profile) / "failures.csv"
+    if not p.is_file():
+        results(profile)  # no evaluation yet: its clear error
+        return pd.DataFrame(columns=FAILURE_COLUMNS)  # results written before failures were recorded
+    return pd.read_csv(p, dtype={"task": str, "error": str}).astype({"step": "Int64", "tokens": "Int64"})
 
 
 def final_table(profile: str) -> pd.DataFrame:
