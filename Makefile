@@ -103,6 +103,16 @@ $(NB_OUT)/06_analysis.ipynb: notebooks/06_analysis.ipynb $(CONFIG) $(ANALYSIS_CO
 
 analysis: eval $(NB_OUT)/06_analysis.ipynb ## stage 06: findings table + every figure of the study
 
+# The rehearsal profile's local stand-ins for tinyllama-1.1b's Hub model and datasets (swallowlib/rehearsal.py),
+# named by configs/rehearsal.yaml; built once, deterministically, before the stages (and the preflight) read them.
+REHEARSAL := data/rehearsal/manifest.json
+$(REHEARSAL): swallowlib/rehearsal.py swallowlib/tokenizer/base.py swallowlib/tokenizer/export.py | $(ENV_STAMP)
+	$(PY) -m swallowlib.rehearsal --out $(@D)
+
+ifeq ($(PROFILE),rehearsal)
+$(NB_OUT)/01_corpus.ipynb $(NB_OUT)/03_embedding_init.ipynb preflight: $(REHEARSAL)
+endif
+
 REPORT := $(RUN)/report/index.html
 $(REPORT): $(wildcard $(NB_OUT)/*.ipynb) swallowlib/report.py | $(ENV_STAMP)
 	$(PY) -m swallowlib.report --profile $(PROFILE)

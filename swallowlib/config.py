@@ -696,7 +696,29 @@ def load_config(path_or_profile: str | Path) -> Config:
             raise ConfigError(f"{p}: eval.runs[{i}]: no run named {run!r} in train.runs (known: {known})")
     if cfg.offline and cfg.corpus.hub:
         raise ConfigError(f"{p}: corpus.hub: Hub sources need `offline: false` in the profile")
-    return dataclasses.replace(cfg, path=str(p))
+    return dataclasses.replace(_resolve_local_paths(cfg), path=str(p))
+
+
+def _local_path(value: str) -> str:
+    """A value that names a local path (``./x``, ``../x``) as an absolute path under the repository root.
+
+    Notebooks run in ``notebooks/`` and training subprocesses in the root: a path relative to the working directory
+    would name different directories in different stages. Hub ids (``owner/name``) never start with a dot.
+    """
+    return str((paths.ROOT / value).resolve()) if value.startswith(("./", "../")) else value
+
+
+def _resolve_local_paths(cfg: Config) -> Config:
+    """Local paths in a profile are relative to the repository root (corpus.local/hub, the model, run inits)."""
+    cc, tc = cfg.corpus, cfg.train
+    corpus = dataclasses.replace(
+        cc,
+        local=[dataclasses.replace(s, path=_local_path(s.path)) for s in cc.local],
+        hub=[dataclasses.replace(s, dataset=_local_path(s.dataset)) for s in cc.hub],
+    )
+    model = dataclasses.replace(tc.model, pretrained=tc.model.pretrained and _local_path(tc.model.pretrained))
+    runs = {name: dataclasses.replace(rc, init=_local_path(rc.init)) for name, rc in tc.runs.items()}
+    return dataclasses.replace(cfg, corpus=corpus, train=dataclasses.replace(tc, model=model, runs=runs))
 
 
 def apply_environment(cfg: Config) -> None:
