@@ -87,7 +87,7 @@ $(NB_OUT)/03_embedding_init.ipynb: notebooks/03_embedding_init.ipynb $(CONFIG) $
 
 embedding-init: tokenizer $(NB_OUT)/03_embedding_init.ipynb ## stage 03: base model, resize, init methods compared
 
-# NUM_PROCESSES: processes per training run (GPUs on one machine; accelerate's gpu_1 / gpu_fsdp configs).
+# NUM_PROCESSES: processes per training run (GPUs on one machine; accelerate's gpu_1 / gpu_multi configs).
 $(NB_OUT)/04_pretrain.ipynb: notebooks/04_pretrain.ipynb $(CONFIG) $(TRAIN_CODE) $(NB_OUT)/03_embedding_init.ipynb | $(ENV_STAMP)
 	$(call run_notebook,$(if $(NUM_PROCESSES),-p num_processes $(NUM_PROCESSES)))
 
@@ -147,7 +147,7 @@ lint: $(ENV_STAMP) ## ruff
 bench: $(ENV_STAMP) ## every benchmark on PROFILE's data, one table (never part of `make test`)
 	$(PY) -m swallowlib.bench --profile $(PROFILE)
 
-gpu-check: ## on a CUDA machine: short bf16 run of a ~100M Llama, tokens/s + MFU, resume (needs no venv, no data)
+gpu-check: ## on a CUDA machine: TinyLlama-shaped bf16 run: tokens/s, MFU, memory vs the model, resume, 1-GPU FSDP (no venv, no data)
 	$(if $(wildcard $(PY)),$(PY),python3) -m swallowlib.train.gpu_check
 
 lab: $(ENV_STAMP) ## JupyterLab on the notebooks with the project kernel

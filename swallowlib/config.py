@@ -311,7 +311,8 @@ class TrainConfig:
     # FSDP2 full shard (one unit per decoder layer + the root) when launched on several processes, or on one to
     # rehearse the sharded path; DDP otherwise. Resume checkpoints are then sharded (one file per process).
     fsdp: bool = False
-    activation_checkpointing: bool = False  # recompute each decoder layer in the backward (less memory, ~1/3 more compute)
+    # Recompute each decoder layer in the backward: activation memory of one layer instead of all, ~1/3 more compute.
+    activation_checkpointing: bool = False
     # The accelerator memory each process has, GiB (e.g. 80 for an 80 GB card): the memory estimate of every run must
     # fit it with 15 % to spare (`make plan`, `make preflight`). None: CPU profiles, not checked.
     device_memory_gib: float | None = None
