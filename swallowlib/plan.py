@@ -209,6 +209,12 @@ def _init_label(cfg: Config, name: str, init: str) -> str:
     return init
 
 
+def is_gpu_profile(cfg: Config) -> bool:
+    """Sized for CUDA: bf16, or a device memory the runs must fit. (A pretrained base alone is not: the rehearsal
+    profile trains a tiny pretrained Llama on CPU.)"""
+    return cfg.train.device_memory_gib is not None or cfg.train.precision == "bf16"
+
+
 def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None, mfu: float | None = None,
          gpus: int | None = None) -> dict[str, Any]:  # fmt: skip
     """The structured plan of a profile (see the module docstring); reads only ``cfg`` and ``runs/<profile>/``."""
@@ -217,7 +223,7 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
     from swallowlib.train.job import get_run
 
     tc, ec = cfg.train, cfg.eval
-    is_gpu = bool(tc.model.pretrained) or tc.precision == "bf16" or gpu is not None or gpu_tflops is not None
+    is_gpu = is_gpu_profile(cfg) or gpu is not None or gpu_tflops is not None
     processes, processes_src = _processes(cfg, gpus)
     if mfu is not None and not 0 < mfu <= 1:
         raise PlanError(f"--mfu must be in (0, 1], got {mfu:g}")

@@ -39,6 +39,7 @@ from typing import Literal
 
 from swallowlib import paths
 from swallowlib.config import Config, ConfigError, HubSource, apply_environment, load_config
+from swallowlib.plan import is_gpu_profile
 
 GiB = 2**30
 
@@ -258,13 +259,6 @@ def check_harness(cfg: Config, *, network: bool = True, why: str = "offline") ->
 
 # ---------------------------------------------------------------------------------------------------------------
 # Accelerator, disk, memory
-
-
-def is_gpu_profile(cfg: Config) -> bool:
-    """Needs CUDA: bf16 or a device memory to fit. (A pretrained base alone does not: the rehearsal profile trains
-    a tiny pretrained Llama on CPU.)"""
-    tc = cfg.train
-    return tc.device_memory_gib is not None or tc.precision == "bf16"
 
 
 def cuda_devices() -> list[tuple[str, int]]:

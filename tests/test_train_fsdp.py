@@ -52,7 +52,7 @@ def _launch_two(config, run, runs, **kw):
 
 
 def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
-    """From pretrained weights (the base run's), as the GPU profiles start: rank 0 loads them, rank 1 gets its shards."""
+    """From pretrained weights (the base run's), as GPU profiles start: rank 0 loads them, rank 1 gets its shards."""
     runs = _runs(tree, tmp_path)
     shutil.copytree(tree["runs"] / PROFILE / "train" / "base" / "final", runs / PROFILE / "train" / "base" / "final")
     cpt = {**RUN, "init": str(runs / PROFILE / "train" / "base" / "final")}
