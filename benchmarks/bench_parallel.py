@@ -4,13 +4,14 @@ through ``swallowlib.train.launch`` (what notebook 04 calls). Prints, per varian
 difference from the baseline over the logged steps, the largest relative L2 difference of the final weights, and the
 peak resident memory summed over the launch's whole process tree.
 
-On a 2-core CPU the two-process variants are slower, not faster (gloo all-reduces of every gradient, two processes on
-two cores): what this measures is agreement, and the cost of sharding. Run after ``make smoke`` (or ``make
-tokenizer``) of the profile: ``python -m swallowlib.bench --profile smoke parallel``.
+On a CPU, throughput says little about a GPU node (gloo on shared cores); what this measures is agreement, and what
+sharding costs in time and memory against replication. Run after ``make smoke`` (or ``make tokenizer``) of the
+profile: ``python -m swallowlib.bench --profile smoke parallel``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -85,9 +86,10 @@ def bench_fsdp_vs_one_process() -> list[dict]:
     data = yaml.safe_load(Path(cfg.path).read_text())
     data["train"].update(batch_size=batch, save_every_steps=STEPS, log_every_steps=1, checkpoint_fractions=[1.0],
                          runs={"one": run, "ddp": run, "fsdp": run})  # fmt: skip
+    data.setdefault("eval", {})["runs"] = None  # the profile's own runs are not in this config
     config = work / f"{PROFILE}.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    fsdp_data = json.loads(json.dumps(data))
+    fsdp_data = copy.deepcopy(data)
     fsdp_data["train"].update(fsdp=True, activation_checkpointing=True)
     fsdp_config = work / "fsdp" / f"{PROFILE}.yaml"
     fsdp_config.parent.mkdir()
