@@ -3,14 +3,12 @@ losses and weights as 1 process with the same global batch, within float toleran
 
 import json
 import shutil
-import threading
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from swallowlib import train
-from tests.train_helpers import PROFILE, env, free_port, shared_tree, write_config
+from tests.train_helpers import PROFILE, launch_alongside, shared_tree, write_config
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +37,7 @@ def test_two_process_gloo_ddp_matches_one_process(tree, tmp_path):
         write_config(tree["config"], tmp_path / "one.yaml", one),
         write_config(tree["config"], tmp_path / "two.yaml", two),
     )
-    errors = []
-
-    def launch_one():
-        try:
-            train.launch(c1, "one", 1, env=env(runs), quiet=True)
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-
-    t = threading.Thread(target=launch_one)  # both launches share the 2 cores; together they take less time
-    t.start()
-    train.launch(c2, "two", 2, env=env(runs), quiet=True, main_process_port=free_port())
-    t.join()
-    assert not errors, errors
+    launch_alongside((c1, "one", 1), (c2, "two", 2), runs)
     out1, out2 = runs / PROFILE / "train" / "one", runs / PROFILE / "train" / "two"
     prov = json.loads((out2 / "provenance.json").read_text())
     assert prov["world_size"] == 2 and "MULTI_CPU" in prov["distributed_type"]

@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import psutil
@@ -18,7 +17,7 @@ from safetensors.torch import load_file
 
 from swallowlib import paths, train
 from swallowlib.train import checkpoint
-from tests.train_helpers import PROFILE, env, free_port, shared_tree, write_config
+from tests.train_helpers import PROFILE, env, free_port, launch_alongside, shared_tree, write_config
 
 RUN = {"init": "scratch", "tokenizer": "base", "mix": {"ja": 0.5, "en": 0.5}, "tokens": 12 * 256}
 
@@ -58,19 +57,7 @@ def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
     cpt = {**RUN, "init": str(runs / PROFILE / "train" / "base" / "final")}
     c1 = _config(tree, tmp_path / "one.yaml", {"one": cpt})  # 1 process x 2 micro-batches of 4
     c2 = _config(tree, tmp_path / "two.yaml", {"two": cpt}, fsdp=True, activation_checkpointing=True, processes=2)
-    errors = []
-
-    def launch_one():
-        try:
-            train.launch(c1, "one", 1, env=env(runs), quiet=True)
-        except Exception as e:  # noqa: BLE001 - reported by the main thread
-            errors.append(e)
-
-    t = threading.Thread(target=launch_one)
-    t.start()
-    train.launch(c2, "two", env=env(runs), quiet=True, main_process_port=free_port())  # processes from the config
-    t.join()
-    assert not errors, errors
+    launch_alongside((c1, "one", 1), (c2, "two", None), runs)  # None: the processes of the config (2)
     out1, out2 = runs / PROFILE / "train" / "one", runs / PROFILE / "train" / "two"
     prov = json.loads((out2 / "provenance.json").read_text())
     assert prov["world_size"] == 2 and prov["parallel"] == "fsdp" and prov["activation_checkpointing"]
