@@ -2,7 +2,7 @@
 
 Everything here is read from what stages 02–05 wrote under ``runs/<profile>/`` (tokenizer efficiency, training
 metrics, the init comparison, the tidy eval table); nothing is typed in except the paper's own numbers (``PAPER``,
-quoted from the Swallow model cards and abstract, DESIGN §2) and the decision rules below. Change the results and
+quoted from the Swallow model cards and abstract, docs/study.md) and the decision rules below. Change the results and
 the table changes.
 
     python -m swallowlib.analysis --config configs/tiny.yaml     # or: make analysis
@@ -39,8 +39,8 @@ REL_FLOOR = 0.01  # without a standard error: a relative difference that counts
 GEN_FLOOR = 0.02  # chrF/ROUGE-2 (0-1 scale for ROUGE, 0-100 for chrF/100) below this everywhere: no signal yet
 EN_RETAINED = 0.05  # "English largely retained": English bits per byte rises by less than this fraction
 
-#: The paper's numbers (Swallow model cards, Dec 2023/Feb 2024, unweighted averages; abstract). See DESIGN §2 and
-#: research/anchors_mission.md A6/A7 for sources and confidence.
+#: The paper's numbers (Swallow model cards, Dec 2023/Feb 2024, unweighted averages; abstract). See docs/study.md,
+#: "The paper", for the sources.
 PAPER = {
     "ja_improves": "JA avg (8 tasks) 0.320 → 0.394 (7B), 0.396 → 0.463 (13B), 0.483 → 0.553 (70B)",
     "monotonic": "JA score rises at every checkpoint (20, 40, …, 100B tokens)",
@@ -53,7 +53,7 @@ PAPER = {
     "parallel_other": "… without hurting the other tasks (abstract)",
     "scratch": "Swallow 13B beats Japanese models trained from scratch; scratch needs ~20× the compute (slides)",
     "init": "mean of the base pieces' embeddings (paper's choice; not compared there)",
-    "confound": "not examined (Swallow's XL-Sum scorer used the model's own tokens; DESIGN §2)",
+    "confound": "not examined (Swallow's XL-Sum scorer used the model's own tokens; docs/study.md)",
     "naive_merge": "merge script not public (likely appends every non-overlapping piece)",
     "ood": "measured on its own web corpus only",
     "continued": "not examined",

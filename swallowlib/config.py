@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class QualityFilters:
-    """Swallow's corpus quality rules (DESIGN §2); a document is dropped when any enabled rule fires.
+    """Swallow's corpus quality rules (docs/study.md); a document is dropped when any enabled rule fires.
 
     ``None`` disables a rule. Fractions are in [0, 1]; lengths are in characters.
     """
@@ -249,7 +249,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with decoupled weight decay on matrices only, and a cosine schedule with warm-up to a floor (DESIGN §2)."""
+    """AdamW with decoupled weight decay on matrices only, and a cosine schedule with warm-up to a floor
+    (docs/study.md)."""
 
     lr: float = 1e-4  # peak learning rate
     min_lr_ratio: float = 0.033  # floor = lr x this (Swallow 7B: 1e-4 -> 3.3e-6)
@@ -276,7 +277,7 @@ class PeftConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run of the experiment matrix (DESIGN §3).
+    """One training run of the experiment matrix (docs/study.md).
 
     ``init``: ``scratch`` (random weights, train.model sizes), ``run:<name>`` (the final weights of another run),
     ``init:<method>`` (``runs/<profile>/embedding_init/<method>``, written by stage 03), or an HF directory / Hub id.

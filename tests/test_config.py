@@ -111,7 +111,7 @@ def test_bad_values_name_the_key(tmp_path, mutate, key, words):
 
 @pytest.mark.parametrize("profile", ["smoke", "tiny"])
 def test_train_section(profile):
-    """Both profiles define the whole experiment matrix of DESIGN §3 with the paper's optimiser shape (the init-*
+    """Both profiles define the whole experiment matrix (docs/study.md) with the paper's optimiser shape (the init-*
     runs are stage 03's paired comparison runs, derived from the embedding_init section)."""
     cfg = load_config(profile)
     t = cfg.train

@@ -20,7 +20,7 @@ from swallowlib.eval import harness, metrics, report, tasks
 from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
 from tests.train_helpers import PROFILE, build_tree, use_runs, write_config
 
-#: The paper's lm-eval tasks and shots (DESIGN §2, §5 "05 eval"), as a GPU profile lists them in eval.harness_tasks.
+#: The paper's lm-eval tasks and shots (docs/study.md, the paper), as a GPU profile lists them in eval.harness_tasks.
 PAPER_TASKS = {
     "ja_leaderboard_jcommonsenseqa": 4, "ja_leaderboard_jsquad": 4, "ja_leaderboard_jaqket_v2": 4,
     "ja_leaderboard_xlsum": 1, "ja_leaderboard_mgsm": 4, "ja_leaderboard_jnli": 3, "ja_leaderboard_marc_ja": 3,

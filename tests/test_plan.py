@@ -157,7 +157,7 @@ def test_plan_hours_follow_the_overrides(tmp_path):
 
 def test_llama2_7b_is_the_papers_recipe(tmp_path):
     """cpt-ve: 100B tokens, AdamW 0.9/0.95, eps 1e-8, wd 0.1, clip 1, bf16, 1e-4 -> 3.3e-6 cosine, 1,000 warm-up
-    steps, 1,024 x 4,096 tokens per step with the 16 processes the profile assumes (DESIGN §2)."""
+    steps, 1,024 x 4,096 tokens per step with the 16 processes the profile assumes (docs/study.md)."""
     cfg = load_config(paths.config_path("llama2-7b"))
     o = cfg.train.optimizer
     assert (o.beta1, o.beta2, o.eps, o.weight_decay, o.grad_clip) == (0.9, 0.95, 1e-8, 0.1, 1.0)

@@ -17,7 +17,7 @@ One entry point, :func:`align_pairs`, dispatches on the catalogue source name (`
 * ``ui-debian`` / ``ui-pypi`` — gettext catalogues (``.mo``/``.po``, via polib): msgid ↔ msgstr, fuzzy and
   untranslated entries skipped, plural entries paired on the singular, accelerators stripped (``"gettext"``).
 
-Every candidate goes through :func:`clean_pair` (the rules measured in research/data_sources.md) and an exact
+Every candidate goes through :func:`clean_pair` (the rules measured in docs/data_sources.md) and an exact
 dedup within the source. Conventions other modules rely on:
 
 * ``Pair.id`` = ``f"{source}/{page key}#{index}"``, unique and stable; the index is the position of the EN
@@ -134,7 +134,7 @@ def _digit_runs(text: str) -> Counter:
 def clean_pair(en: str, ja: str) -> str | None:
     """Return why an (already normalised) pair is rejected, or ``None`` to keep it.
 
-    Rules (research/data_sources.md): the EN side is Latin script; the JA side has kana (or is at most 6 CJK
+    Rules (docs/data_sources.md): the EN side is Latin script; the JA side has kana (or is at most 6 CJK
     characters) and is at least 20 % CJK; ``len(ja) / len(en)`` is in [0.1, 2]; the digit runs match.
     """
     if not en or not ja:

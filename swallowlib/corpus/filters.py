@@ -1,4 +1,4 @@
-"""Swallow's corpus quality filters (DESIGN §2) as datatrove pipeline steps, plus the executor factory.
+"""Swallow's corpus quality filters (docs/study.md) as datatrove pipeline steps, plus the executor factory.
 
 Every rule is (1) a pure statistic ``text -> float`` defined below with its exact unit definitions and (2) its
 own datatrove filter step (:class:`QualityRuleFilter`) with its own exclusion writer, so a run can report, per

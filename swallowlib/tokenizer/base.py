@@ -206,7 +206,8 @@ def mistral_v1_model(dest: Path) -> Path:
 
 
 def llama2_trainer_options(character_coverage: float = 0.99995) -> dict:
-    """Llama 2's trainer settings (DESIGN §5), as ``SentencePieceTrainer.train`` keyword arguments."""
+    """Llama 2's trainer settings (as stored in its released tokenizer model), as ``SentencePieceTrainer.train``
+    keyword arguments."""
     return dict(
         byte_fallback=True,
         split_digits=True,

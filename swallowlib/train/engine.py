@@ -86,7 +86,7 @@ class Job:
 
 
 def resolve_precision(precision: str) -> str:
-    """``auto`` -> fp32 on CPU, bf16 on a CUDA GPU (DESIGN §2: bf16 as the paper; fp32 where bf16 is slow)."""
+    """``auto`` -> fp32 on CPU, bf16 on a CUDA GPU (docs/study.md: bf16 as the paper; fp32 where bf16 is slow)."""
     if precision == "auto":
         return "bf16" if torch.cuda.is_available() else "fp32"
     if precision == "bf16" and not torch.cuda.is_available():

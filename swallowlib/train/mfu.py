@@ -1,8 +1,7 @@
 """The peak FLOP/s that model FLOPs utilisation (MFU) is measured against.
 
-- CPU: measured — the best of a few 2048³ fp32 matmuls with this process's thread count (DESIGN §7: ~175 GFLOP/s on
-  the 2-core development machine), cached in ``runs/_machine/peak_flops.json`` per CPU model, thread count and torch
-  version, since it takes a few seconds.
+- CPU: measured — the best of a few 2048³ fp32 matmuls with this process's thread count (docs/environment.md), cached
+  in ``runs/_machine/peak_flops.json`` per CPU model, thread count and torch version, since it takes a few seconds.
 - GPU: the dense bf16 peak of the card from its datasheet (table below, matched on ``torch.cuda.get_device_name``);
   a card not in the table is measured with an 8192³ bf16 matmul.
 

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the training engine (DESIGN §2): AdamW (β 0.9/0.95, eps 1e-8, decoupled
+"""Optimiser and learning-rate schedule of the training engine (docs/study.md): AdamW (β 0.9/0.95, eps 1e-8, decoupled
 weight decay 0.1 on matrices only) and a cosine schedule with linear warm-up to a floor.
 
 The schedule is a pure function of the optimizer step, so a resumed run sets exactly the learning rate an
