@@ -25,7 +25,6 @@ Deterministic: the same archives, tokenizer and seed give byte-identical files.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
@@ -324,26 +323,19 @@ def build_model(out: Path, tokenizer_model: Path, *, seed: int = 0, sizes: Sizes
     """A random Llama of TinyLlama's shape in miniature with ``tokenizer_model`` (SentencePiece) as its HF tokenizer."""
     import sentencepiece as spm
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
+    from swallowlib.config import ModelConfig
     from swallowlib.tokenizer.export import export_hf
+    from swallowlib.train.model import llama_config
 
     export_hf(tokenizer_model, out)
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
-    config = LlamaConfig(
-        vocab_size=sp.get_piece_size(),
-        hidden_size=sizes.hidden_size,
-        intermediate_size=sizes.intermediate_size,
-        num_hidden_layers=sizes.num_layers,
-        num_attention_heads=sizes.num_heads,
-        num_key_value_heads=sizes.num_kv_heads,
-        max_position_embeddings=sizes.max_position_embeddings,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        bos_token_id=sp.bos_id(),
-        eos_token_id=sp.eos_id(),
-    )
+    shape = ModelConfig(hidden_size=sizes.hidden_size, num_layers=sizes.num_layers, num_heads=sizes.num_heads,
+                        num_kv_heads=sizes.num_kv_heads, intermediate_size=sizes.intermediate_size,
+                        max_position_embeddings=sizes.max_position_embeddings, tie_word_embeddings=False)  # fmt: skip
+    config = llama_config(shape, sp.get_piece_size(), bos_id=sp.bos_id(), eos_id=sp.eos_id())
+    config.use_cache = True  # a released model's config: later stages generate from it
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).float()
     model.save_pretrained(out, safe_serialization=True)
@@ -356,14 +348,6 @@ def build_model(out: Path, tokenizer_model: Path, *, seed: int = 0, sizes: Sizes
 # Everything
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build(out: Path, *, texts: dict[str, list[str]] | None = None, tokenizer_model: Path | None = None,
           seed: int = 0, sizes: Sizes = Sizes()) -> Path:
     """Every stand-in under ``out`` (swapped in as a whole), ``manifest.json`` last.
@@ -371,6 +355,7 @@ def build(out: Path, *, texts: dict[str, list[str]] | None = None, tokenizer_mod
     ``texts`` defaults to :func:`manual_texts` (the archive cache, or the registries), ``tokenizer_model`` to Llama
     2's ``tokenizer.model`` rebuilt offline; tests pass their own.
     """
+    from swallowlib.corpus.fetch import sha256_file
     from swallowlib.provenance import publish_dir, write_json_atomic
 
     out = Path(out)
@@ -387,7 +372,7 @@ def build(out: Path, *, texts: dict[str, list[str]] | None = None, tokenizer_mod
             **build_datasets(stage, texts if texts is not None else manual_texts(), seed=seed, sizes=sizes),
         }
         (stage / "llama2.model").unlink(missing_ok=True)
-        files = {p.relative_to(stage).as_posix(): _sha256(p) for p in sorted(stage.rglob("*")) if p.is_file()}
+        files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
         write_json_atomic(stage / "manifest.json", {"seed": seed, "sizes": asdict(sizes), **info, "files": files})
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
