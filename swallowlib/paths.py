@@ -43,6 +43,22 @@ def corpus_dir(profile: str) -> Path:
     return run_dir(profile) / "corpus"
 
 
+def corpus_split_dir(profile: str, dataset: str, split: str) -> Path:
+    """``runs/<profile>/corpus/<dataset>/<split>/``: one split as Parquet shards (``dataset``: ja, en, parallel)."""
+    return corpus_dir(profile) / dataset / split
+
+
+def corpus_split_files(profile: str, dataset: str, split: str) -> list[Path]:
+    """The Parquet shards of one corpus split, in shard order (an empty split has none).
+
+    A split that stage 01 has not written raises ``FileNotFoundError`` naming the directory and the command.
+    """
+    d = corpus_split_dir(profile, dataset, split)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: missing corpus split (build it with `make corpus PROFILE={profile}`)")
+    return sorted(d.glob("*.parquet"))
+
+
 def executed_notebooks_dir(profile: str) -> Path:
     """Where papermill writes executed notebooks."""
     return run_dir(profile) / "notebooks"
