@@ -116,7 +116,8 @@ class HubSource:
     config: str | None = None
     split: str = "train"
     text_field: str = "text"
-    max_docs: int | None = None
+    max_docs: int | None = None  # documents read from this source (split evenly over its data files)
+    max_chars: int | None = None  # characters kept from this source, after cleaning (split like max_docs)
 
 
 @dataclass(frozen=True)
@@ -669,6 +670,11 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for lang in obj.filters:
             if lang not in ("ja", "en"):
                 fail(f"filters.{lang}", "expected a language: ja or en")
+        for i, hs in enumerate(obj.hub):
+            for key in ("max_docs", "max_chars"):
+                v = getattr(hs, key)
+                if v is not None and v < 1:
+                    fail(f"hub[{i}].{key}", f"must be >= 1 or null (no cap), got {v}")
         names = [s.name for s in obj.local] + [s.name for s in obj.hub]
         for name in names:
             if name in CATALOGUE or names.count(name) > 1:

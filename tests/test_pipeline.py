@@ -118,23 +118,33 @@ def built(tmp_path_factory):
     return {"out": out, "cfg_path": cfg_path, "sjis": sjis_text, "euc": euc_text, "texts": texts}
 
 
+def _split(out, name, split):
+    files = sorted((out / name / split).glob("*.parquet"))
+    if not files:
+        cols = ["id", "en", "ja"] if name == "parallel" else ["id", "text"]
+        return pd.DataFrame(columns=[*cols, "source", "group", "meta"])
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
 def _all(out, lang):
-    return pd.concat([pd.read_parquet(out / lang / f"{s}.parquet") for s in pipeline.SPLITS], ignore_index=True)
+    return pd.concat([_split(out, lang, s) for s in pipeline.SPLITS], ignore_index=True)
 
 
 def test_outputs_are_datasets_with_cards(built):
     out = built["out"]
     for name in ("ja", "en", "parallel"):
         for s in pipeline.SPLITS:
-            assert (out / name / f"{s}.parquet").is_file()
+            assert (out / name / s).is_dir()
         assert (out / name / "README.md").is_file()
-    ds = datasets.load_dataset("parquet", data_files=str(out / "ja" / "train.parquet"), split="train")
+    files = sorted(str(f) for f in (out / "ja" / "train").glob("*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
     assert {"id", "text", "source", "group", "meta"} <= set(ds.column_names)
     card = (out / "ja" / "README.md").read_text()
     assert "mine-ja" in card and "CC0 (test)" in card
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["fingerprint"] and prov["versions"]["datatrove"] and prov["config"]["profile"] == "pytest"
     assert not list(out.parent.glob("corpus.tmp*")) and not list(out.parent.glob("corpus.old*"))
+    assert not (out.parent / "work" / "corpus").exists()  # intermediate files go once the output is published
 
 
 def test_legacy_encodings_decode_exactly_and_bad_input_is_counted(built):
@@ -167,7 +177,7 @@ def test_filters_and_dedup_remove_what_they_should(built):
 def test_splits_follow_groups(built):
     df = _all(built["out"], "ja")
     for split in pipeline.SPLITS:
-        part = pd.read_parquet(built["out"] / "ja" / f"{split}.parquet")
+        part = _split(built["out"], "ja", split)
         for g in part["group"]:
             assert pipeline.split_of(g, 0.1, 0.1, 0) == split
     assert df["id"].is_unique
@@ -216,8 +226,78 @@ def test_rebuild_gives_identical_datasets(built, tmp_path):
     rebuilt_first = pipeline.build_corpus(cfg, force=True, out=first)
     for name in ("ja", "en", "parallel"):
         for s in pipeline.SPLITS:
-            a = pd.read_parquet(rebuilt_first / name / f"{s}.parquet")
-            b = pd.read_parquet(again / name / f"{s}.parquet")
+            a = _split(rebuilt_first, name, s)
+            b = _split(again, name, s)
             pd.testing.assert_frame_equal(a, b)
     ra, rb = (json.loads((d / "report.json").read_text()) for d in (rebuilt_first, again))
     assert ra["funnel"] == rb["funnel"] and ra["sizes"] == rb["sizes"]
+
+
+def _write_jsonl_source(d, rng, files, docs_per_file):
+    d.mkdir(parents=True)
+    for f in range(files):
+        with open(d / f"part{f:02d}.jsonl", "w", encoding="utf-8") as fh:
+            for _ in range(docs_per_file):
+                fh.write(json.dumps({"text": _doc(JA_SENTENCES, rng, n=24)}, ensure_ascii=False) + "\n")
+
+
+def _stage_cmd(cfg_path):
+    import sys
+
+    return [sys.executable, "-m", "swallowlib.corpus.pipeline", "--config", str(cfg_path)]
+
+
+def test_a_killed_stage_resumes_its_unfinished_tasks_and_equals_an_uninterrupted_run(tmp_path):
+    """SIGKILL stage 01 after some ingest tasks finished; the restart keeps their outputs, redoes the rest, and the
+    published corpus equals one built without interruption."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    _write_jsonl_source(tmp_path / "src", random.Random(1), files=6, docs_per_file=150)
+    cfg = {
+        "profile": "resume",
+        "corpus": {
+            "sources": [],
+            "local": [{"name": "mine-ja", "path": str(tmp_path / "src"), "language": "ja", "licence": "CC0"}],
+            "split": {"valid": 0.1, "test": 0.1},
+            "executor": {"kind": "local", "workers": 1, "tasks": 2},
+        },
+    }
+    cfg_path = tmp_path / "resume.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "SWALLOW_RUNS": str(tmp_path / "killed")}
+    done = tmp_path / "killed" / "resume" / "work" / "corpus" / "ingest" / "logs" / "completions"
+    proc = subprocess.Popen(_stage_cmd(cfg_path), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (done.is_dir() and len(list(done.iterdir())) >= 2) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the stage never finished an ingest task"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(p.name for p in done.iterdir())
+    assert 2 <= len(finished) < 6, finished  # killed part-way through the ingest step
+
+    seen = {}
+    real = pipeline.SourceReader.run
+
+    def spy(self, data=None, rank=0, world_size=1):
+        seen[rank] = True
+        yield from real(self, data, rank, world_size)
+
+    resumed_out = tmp_path / "killed" / "resume" / "corpus"
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(pipeline.SourceReader, "run", spy)
+    try:
+        # the stage in this process, with the killed run's work directory (out= puts work/ beside it)
+        pipeline.build_corpus(load_config(cfg_path), out=resumed_out)
+    finally:
+        monkeypatch.undo()
+    assert sorted(f"{r:05d}" for r in seen) == sorted(set(f"{r:05d}" for r in range(6)) - set(finished))
+    fresh_out = pipeline.build_corpus(load_config(cfg_path), out=tmp_path / "fresh" / "resume" / "corpus")
+    for s in pipeline.SPLITS:
+        pd.testing.assert_frame_equal(_split(resumed_out, "ja", s), _split(fresh_out, "ja", s))
+    ra, rb = (json.loads((d / "report.json").read_text()) for d in (resumed_out, fresh_out))
+    assert ra["funnel"] == rb["funnel"] and ra["sizes"] == rb["sizes"] and ra["raw_sizes"] == rb["raw_sizes"]

@@ -52,6 +52,7 @@ BINS = 128  # one-permutation MinHash: bins per signature (the top 7 bits of a s
 ROWS = 4  # LSH: bins per band; BINS // ROWS = 32 bands
 CHUNK_CHARS = 2_000_000  # training characters hashed per numpy batch (exact check)
 NEAR_CHUNK_CHARS = 1_000_000  # unit characters per batch (near check; bounds the n_units × 128 signature arrays)
+SEEN_UNITS_MAX = 2_000_000  # distinct training units remembered to skip repeats (~150 MB at most)
 BITMAP_BITS = 22  # prefilter: 4M-bit table of anchor hash prefixes, so most lookups never reach searchsorted
 
 
@@ -113,7 +114,7 @@ class _ExactIndex:
         return _HashTable(np.fromiter(self.segments, dtype=np.uint64, count=len(self.segments)))
 
 
-class _Scanner:
+class Scanner:
     """Streams training text and marks contaminated eval texts."""
 
     def __init__(self, eval_texts: list[str], cfg: DecontamConfig):
@@ -178,6 +179,8 @@ class _Scanner:
     # -- feeding -------------------------------------------------------------------------------------------------
 
     def add(self, text: object) -> None:
+        if self.n == 0:
+            return
         if not isinstance(text, str):
             self.skipped += 1
             return
@@ -195,6 +198,8 @@ class _Scanner:
             key = hash(u)
             if key in self._seen_units:
                 continue
+            if len(self._seen_units) >= SEEN_UNITS_MAX:  # a cache, not an index: bounded whatever the corpus size
+                self._seen_units.clear()
             self._seen_units.add(key)
             if self.short and u in self.short:
                 for i in self.short[u]:
@@ -320,6 +325,18 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def worst(a: list[str | None] | None, b: list[str | None] | None) -> list[str | None] | None:
+    """Labels of the same eval texts from two scans of different training text, merged: exact > near > clean.
+
+    >>> worst([None, "near", "near"], ["near", None, "exact"])
+    ['near', 'near', 'exact']
+    """
+    if a is None or b is None:
+        return b if a is None else a
+    rank = {None: 0, "near": 1, "exact": 2}
+    return [x if rank[x] >= rank[y] else y for x, y in zip(a, b, strict=True)]
+
+
 def find_contamination(eval_texts: list[str], train_texts: Iterable[str], cfg: DecontamConfig) -> list[str | None]:
     """For each eval text: ``"exact"``, ``"near"`` or ``None`` (see the module docstring for the definitions).
 
@@ -327,7 +344,7 @@ def find_contamination(eval_texts: list[str], train_texts: Iterable[str], cfg: D
     skipped and counted in the log.
     """
     t0 = time.perf_counter()
-    scanner = _Scanner(list(eval_texts), cfg)
+    scanner = Scanner(list(eval_texts), cfg)
     for text in train_texts:
         scanner.add(text)
     labels = scanner.finish()

@@ -9,7 +9,7 @@ The four datatrove stages then run unchanged:
 
 With 40 buckets of 20 hashes, two documents become candidates with probability 1 - (1 - J^20)^40, i.e. about 0.5
 at character 5-gram Jaccard J ≈ 0.83 and > 0.99 at J ≥ 0.9. The executor comes from
-:func:`swallowlib.corpus.filters.make_executor` (local / Slurm / Ray, per ``ExecutorConfig``).
+:mod:`swallowlib.corpus.executors` (local / Slurm / Ray, per ``ExecutorConfig``).
 
     python -m swallowlib.corpus.dedup INPUT_DIR OUTPUT_DIR WORK_DIR     # local executor, default DedupConfig
 """
@@ -36,15 +36,8 @@ from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from swallowlib.config import DedupConfig, ExecutorConfig
-from swallowlib.corpus.filters import (
-    SafeJsonlReader,
-    fresh_dir,
-    make_executor,
-    metric_total,
-    publish_dir,
-    read_stats,
-    summarise_exclusions,
-)
+from swallowlib.corpus.executors import make_executor, run_pipelines
+from swallowlib.corpus.filters import SafeJsonlReader, metric_total, read_stats, summarise_exclusions
 
 log = logging.getLogger(__name__)
 
@@ -139,54 +132,46 @@ def run_dedup(
 ) -> dict[str, Any]:
     """Remove near-duplicates from the JSONL shards in ``input_dir`` (written by datatrove's JsonlWriter).
 
-    Writes the kept documents to ``output_dir`` (replaced) and the removed ones to ``removed_dir`` (default
-    ``work_dir/removed``); ``work_dir`` (replaced) holds signatures, buckets, cluster files and logs.
+    Writes the kept documents to ``output_dir`` and the removed ones to ``removed_dir`` (default
+    ``work_dir/removed``); ``work_dir`` holds signatures, buckets, cluster files and logs. A rerun after a kill
+    redoes only the unfinished tasks; the caller empties these directories when the inputs change.
     Returns ``{"docs_in", "chars_in", "docs_removed", "chars_removed", "docs_out", "chars_out", "corrupt_lines",
     "examples"}`` (read from datatrove's stats and the removed files). With ``cfg.enabled`` false the input is
     copied through unchanged by the same pipeline minus the MinHash stages.
     """
-    input_dir, output_dir, work_dir = Path(input_dir), Path(output_dir), Path(work_dir)
-    work = fresh_dir(work_dir, keep_out=[input_dir, output_dir])
-    removed = fresh_dir(Path(removed_dir) if removed_dir else work / "removed", keep_out=[input_dir])
-    # renamed into place when complete; a Slurm run returns at submission, so it writes straight into output_dir
-    final_dir = output_dir if executor_cfg.kind == "slurm" else output_dir.with_name(output_dir.name + ".tmp")
-    tmp_out = fresh_dir(final_dir, keep_out=[input_dir])
+    input_dir, output_dir, work = Path(input_dir), Path(output_dir), Path(work_dir)
+    removed = Path(removed_dir) if removed_dir else work / "removed"
     mh = minhash_config(cfg)
     sigs, buckets, clusters, logs = work / "signatures", work / "buckets", work / "clusters", work / "logs"
 
     final_steps: list[Any] = [SafeJsonlReader(str(input_dir))]
     if cfg.enabled:
         final_steps.append(MinhashDedupFilter(str(clusters), exclusion_writer=JsonlWriter(str(removed))))
-    final_steps.append(JsonlWriter(str(tmp_out)))
-
+    final_steps.append(JsonlWriter(str(output_dir)))
+    chain = []
     if cfg.enabled:
-        stage1 = make_executor(
-            [SafeJsonlReader(str(input_dir)), CharMinhashDedupSignature(str(sigs), mh)],
-            executor_cfg,
-            logs / "1_signatures",
-        )
-        stage2 = make_executor(
-            [MinhashDedupBuckets(str(sigs), str(buckets), config=mh)],
-            executor_cfg,
-            logs / "2_buckets",
-            tasks=mh.num_buckets,
-            depends=stage1,
-        )
-        stage3 = make_executor(
-            [MinhashDedupCluster(str(buckets), str(clusters), config=mh)],
-            executor_cfg,
-            logs / "3_clusters",
-            tasks=1,
-            depends=stage2,
-        )
-        stage4 = make_executor(final_steps, executor_cfg, logs / "4_filter", depends=stage3)
-    else:
-        stage4 = make_executor(final_steps, executor_cfg, logs / "4_filter")
-    # each executor launches its dependencies first (local: in order, blocking; Slurm: chained job submission)
-    stage4.run()
-    if executor_cfg.kind == "slurm":
-        return {"submitted": True, "logging_dir": str(logs)}
-    publish_dir(tmp_out, output_dir)
+        chain += [
+            make_executor(
+                [SafeJsonlReader(str(input_dir)), CharMinhashDedupSignature(str(sigs), mh)],
+                executor_cfg,
+                logs / "1_signatures",
+            ),
+            make_executor(
+                [MinhashDedupBuckets(str(sigs), str(buckets), config=mh)],
+                executor_cfg,
+                logs / "2_buckets",
+                tasks=mh.num_buckets,
+            ),
+            make_executor(
+                [MinhashDedupCluster(str(buckets), str(clusters), config=mh)],
+                executor_cfg,
+                logs / "3_clusters",
+                tasks=1,
+            ),
+        ]
+    chain.append(make_executor(final_steps, executor_cfg, logs / "4_filter"))
+    # in order, each to completion; tasks an earlier killed run of the same inputs finished are skipped
+    run_pipelines(chain, executor_cfg)
 
     stats = read_stats(logs / "4_filter")
     reader = stats[0]["stats"] if stats else {}

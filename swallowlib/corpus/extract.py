@@ -1159,6 +1159,17 @@ def read_brown(root: Path, source: str = "brown", lang: str = "en", package: str
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
+def local_files(path: Path, source_name: str) -> tuple[Path, list[Path]]:
+    """``(base, files)`` of a local source: ``path`` itself when it is a file, else every file under it (sorted);
+    document keys are paths relative to ``base``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{source_name}: {path} does not exist")
+    if path.is_file():
+        return path.parent, [path]
+    return path, sorted(p for p in path.rglob("*") if p.is_file())
+
+
 def read_local(path: Path, language: str, source_name: str, text_field: str = "text",
                stats: ExtractStats | None = None) -> Iterator[Document]:
     """Documents from the user's own files: ``path`` is a file or a directory searched recursively for
@@ -1166,32 +1177,34 @@ def read_local(path: Path, language: str, source_name: str, text_field: str = "t
     per row, text in column ``text_field``). Everything is decoded and cleaned like the catalogue sources;
     undecodable files, lines that are not JSON or lack the field are counted and skipped."""
     stats = stats if stats is not None else ExtractStats()
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{source_name}: {path} does not exist")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    base = path.parent if path.is_file() else path
+    base, files = local_files(path, source_name)
     for file in files:
-        rel = file.relative_to(base).as_posix()
-        if file.suffix not in LOCAL_SUFFIXES:
-            stats.notes["unsupported-file"] += 1
-            continue
-        stats.files_seen += 1
-        meta = {"package": "local", "path": rel}
-        if file.suffix == ".txt":
-            text, status = decode_document(file.read_bytes())
-            if text is None:
-                stats.skip(status, file)
-                continue
-            _note_encoding(stats, status)
-            doc = _make_doc(source_name, language, rel, text, f"{source_name}:{rel}", "local", rel, "txt",
-                            stats)
-            if doc is not None:
-                yield doc
-        elif file.suffix == ".jsonl":
-            yield from _read_jsonl(file, rel, language, source_name, text_field, stats, meta)
-        else:
-            yield from _read_parquet(file, rel, language, source_name, text_field, stats)
+        yield from read_local_file(file, base, language, source_name, text_field, stats)
+
+
+def read_local_file(file: Path, base: Path, language: str, source_name: str, text_field: str,
+                    stats: ExtractStats) -> Iterator[Document]:
+    """The documents of one local file (see :func:`read_local`); its key is its path relative to ``base``."""
+    file = Path(file)
+    rel = file.relative_to(base).as_posix()
+    if file.suffix not in LOCAL_SUFFIXES:
+        stats.notes["unsupported-file"] += 1
+        return
+    stats.files_seen += 1
+    meta = {"package": "local", "path": rel}
+    if file.suffix == ".txt":
+        text, status = decode_document(file.read_bytes())
+        if text is None:
+            stats.skip(status, file)
+            return
+        _note_encoding(stats, status)
+        doc = _make_doc(source_name, language, rel, text, f"{source_name}:{rel}", "local", rel, "txt", stats)
+        if doc is not None:
+            yield doc
+    elif file.suffix == ".jsonl":
+        yield from _read_jsonl(file, rel, language, source_name, text_field, stats, meta)
+    else:
+        yield from _read_parquet(file, rel, language, source_name, text_field, stats)
 
 
 def _read_jsonl(file: Path, rel: str, lang: str, source: str, text_field: str, stats: ExtractStats,
@@ -1246,34 +1259,97 @@ def _read_parquet(file: Path, rel: str, lang: str, source: str, text_field: str,
                 yield doc
 
 
-def read_hub(dataset: str, config: str | None, split: str, text_field: str, language: str, source_name: str,
-             max_docs: int | None = None, stats: ExtractStats | None = None,
-             **load_kwargs: Any) -> Iterator[Document]:
-    """Stream up to ``max_docs`` documents from a ``datasets`` dataset (a Hub id such as
-    ``HuggingFaceFW/fineweb-2`` / ``jpn_Jpan``, or a local dataset directory) with ``streaming=True``.
+#: Errors worth retrying when a Hub file fails mid-stream (connection resets, timeouts, HTTP 5xx surface as these).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+HUB_RETRIES = 4
 
-    ``id`` is ``<source>/<lang>/<record id or row number>``; records without a string ``text_field`` are
-    counted and skipped. Extra keyword arguments go to ``datasets.load_dataset``.
+
+def _transient(e: BaseException) -> bool:
+    """A network-side failure (retry) rather than bad data (count and skip)."""
+    if isinstance(e, TRANSIENT_ERRORS):
+        return True
+    name = type(e).__module__ + "." + type(e).__name__
+    # requests / httpx / huggingface_hub raise their own classes for the same network failures
+    return any(k in name for k in ("requests.", "httpx.", "urllib3.", "HfHubHTTPError", "aiohttp."))
+
+
+def hub_data_files(dataset: str, config: str | None, split: str) -> tuple[str, list[str]]:
+    """``(format, files)`` of one split of a ``datasets`` dataset (a Hub id or a local Hub-layout directory): the
+    builder's format (``parquet``, ``json``, …) and its data files (``hf://`` URLs or local paths), in order.
+
+    Each file becomes one ingestion task, so a large Hub dataset is read by many workers at once.
+    """
+    import datasets  # heavy import, only for Hub sources
+
+    builder = datasets.load_dataset_builder(dataset, config)
+    files = (builder.config.data_files or {}).get(split)
+    if not files:
+        raise ValueError(f"hub dataset {dataset!r} (config {config!r}) has no data files for split {split!r}")
+    return builder.name, [str(f) for f in files]
+
+
+def read_hub(dataset: str, config: str | None, split: str, text_field: str, language: str, source_name: str,
+             max_docs: int | None = None, stats: ExtractStats | None = None, *, data_file: str | None = None,
+             fmt: str | None = None, max_chars: int | None = None, **load_kwargs: Any) -> Iterator[Document]:
+    """Stream documents from a ``datasets`` dataset (a Hub id such as ``HuggingFaceFW/fineweb-2`` / ``jpn_Jpan``,
+    or a local dataset directory) with ``streaming=True``, up to ``max_docs`` documents and ``max_chars``
+    characters.
+
+    With ``data_file`` (and its ``fmt``, from :func:`hub_data_files`) only that file is read. A transient failure
+    (network) mid-stream is retried up to ``HUB_RETRIES`` times, resuming after the last row read; any other read
+    failure ends the file and is counted (``skipped["bad-shard"]``, with the rows it had yielded), never passed off
+    as a complete file. ``id`` is ``<source>/<lang>/<record id or file#row>``; records without a string
+    ``text_field`` are counted and skipped. Extra keyword arguments go to ``datasets.load_dataset``.
     """
     import datasets  # heavy import, only for Hub sources
 
     stats = stats if stats is not None else ExtractStats()
-    stream = datasets.load_dataset(dataset, config, split=split, streaming=True, **load_kwargs)
-    n = 0
-    for row, rec in enumerate(stream):
-        if max_docs is not None and n >= max_docs:
-            break
-        value = rec.get(text_field)
-        if not isinstance(value, str):
-            stats.skip("missing-field", f"{dataset}:{row}")
-            continue
-        rid = rec.get("id")
-        key = str(rid) if isinstance(rid, str | int) and rid != "" else str(row)
-        doc = _make_doc(source_name, language, key, value, f"{source_name}:{key}", dataset, f"{split}#{row}",
-                        "hub", stats, config=config)
-        if doc is not None:
-            n += 1
-            yield doc
+    where = data_file or dataset
+    tag = Path(data_file).name if data_file else split
+
+    def open_stream():
+        if data_file is None:
+            return datasets.load_dataset(dataset, config, split=split, streaming=True, **load_kwargs)
+        return datasets.load_dataset(fmt, data_files={split: [data_file]}, split=split, streaming=True,
+                                     **load_kwargs)
+
+    n = chars = row = 0
+    attempt = 0
+    while True:
+        try:
+            for r, rec in enumerate(open_stream()):
+                if r < row:  # a retry resumes after the rows already read
+                    continue
+                row = r + 1
+                if (max_docs is not None and n >= max_docs) or (max_chars is not None and chars >= max_chars):
+                    return
+                value = rec.get(text_field) if isinstance(rec, dict) else None
+                if not isinstance(value, str):
+                    stats.skip("missing-field", f"{where}:{r}")
+                    continue
+                rid = rec.get("id")
+                key = str(rid) if isinstance(rid, str | int) and rid != "" else f"{tag}#{r}"
+                doc = _make_doc(source_name, language, key, value, f"{source_name}:{key}", dataset, f"{tag}#{r}",
+                                "hub", stats, config=config)
+                if doc is not None:
+                    n += 1
+                    chars += len(doc.text)
+                    yield doc
+            return
+        except Exception as e:  # noqa: BLE001 - classified below: retried, counted, or re-raised
+            if _transient(e) and attempt < HUB_RETRIES:
+                attempt += 1
+                stats.notes["hub-retry"] += 1
+                log.warning("%s: %s after row %d; retry %d of %d", where, e, row, attempt, HUB_RETRIES)
+                time.sleep(min(30.0, 2.0**attempt))
+                continue
+            if _transient(e):
+                raise RuntimeError(f"{where}: still failing after {HUB_RETRIES} retries ({e}); rerun the stage "
+                                   f"to resume from the unfinished tasks") from e
+            stats.skip("bad-shard", f"{where}: {e} (after {row} rows)")
+            stats.notes["bad-shard-rows-read"] += row
+            log.warning("%s: unreadable after row %d (%s): counted as a bad shard", where, row, e)
+            return
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ rule, how many documents and characters it removed and show examples. :func:`qua
 fixed order (cheap rules first); :func:`run_quality_pipeline` runs JsonlReader -> (NFKC) -> rules -> JsonlWriter
 on a datatrove executor and reads the per-rule removal table back from the exclusion files and ``stats.json``.
 
-:func:`make_executor` (the one place that maps :class:`~swallowlib.config.ExecutorConfig` to a datatrove
-executor: local, Slurm or Ray) lives here; :mod:`swallowlib.corpus.dedup` imports it.
+:mod:`swallowlib.corpus.executors` runs these pipelines on the configured executor (local, Slurm or Ray).
 
 Definitions (the same for Japanese and English text):
 
@@ -47,7 +46,6 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-import shutil
 import sys
 import unicodedata
 from collections import Counter
@@ -67,6 +65,7 @@ from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
 from swallowlib.config import ExecutorConfig, QualityFilters
+from swallowlib.corpus.executors import make_executor, run_pipelines
 
 log = logging.getLogger(__name__)
 
@@ -615,42 +614,6 @@ class SafeJsonlReader(JsonlReader):
             log.warning("%s: stopped reading a corrupt file (%s)", filepath, e)
 
 
-def make_executor(
-    pipeline: list[PipelineStep],
-    cfg: ExecutorConfig,
-    logging_dir: Path,
-    tasks: int | None = None,
-    depends: Any = None,
-    workers: int | None = None,
-) -> Any:
-    """A datatrove executor for ``pipeline``: ``local`` (multiprocess on this machine), ``slurm`` or ``ray``.
-
-    ``tasks`` overrides ``cfg.tasks`` (some stages need exactly one task, or one per bucket). ``cfg.options`` go to
-    the Slurm/Ray executor unchanged (Slurm needs at least ``time`` and ``partition``). ``depends`` chains stages
-    on Slurm/Ray/local. Completed tasks are skipped on rerun (datatrove's ``skip_completed``); callers that want a
-    fresh run clear ``logging_dir`` first.
-    """
-    ntasks = tasks or cfg.tasks
-    nworkers = min(workers or cfg.workers, ntasks)
-    if cfg.kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(
-            pipeline, tasks=ntasks, workers=nworkers, logging_dir=str(logging_dir), depends=depends
-        )
-    if cfg.kind == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        opts = {"workers": nworkers, **cfg.options}
-        return SlurmPipelineExecutor(pipeline, tasks=ntasks, logging_dir=str(logging_dir), depends=depends, **opts)
-    if cfg.kind == "ray":
-        from datatrove.executor import RayPipelineExecutor
-
-        opts = {"workers": nworkers, **cfg.options}
-        return RayPipelineExecutor(pipeline, tasks=ntasks, logging_dir=str(logging_dir), depends=depends, **opts)
-    raise ValueError(f"unknown executor kind {cfg.kind!r}")
-
-
 def metric_total(value: Any) -> int:
     """The ``total`` of one datatrove stats entry (which is a bare number when only the total is set)."""
     if isinstance(value, dict):
@@ -659,9 +622,18 @@ def metric_total(value: Any) -> int:
 
 
 def read_stats(logging_dir: Path) -> list[dict[str, Any]]:
-    """The merged per-step stats datatrove wrote to ``logging_dir/stats.json`` (one dict per step)."""
-    p = logging_dir / "stats.json"
-    return orjson.loads(p.read_bytes()) if p.is_file() else []
+    """The per-step stats of every task of a datatrove run, summed (one dict per step).
+
+    Summed from the per-task files (``logging_dir/stats/<rank>.json``), not datatrove's ``stats.json``: after a
+    resumed run that file covers only the tasks run by the last attempt.
+    """
+    from datatrove.utils.stats import PipelineStats
+
+    files = sorted((Path(logging_dir) / "stats").glob("*.json"))
+    if not files:
+        return []
+    total = sum((PipelineStats.from_json(orjson.loads(f.read_bytes())) for f in files), start=PipelineStats())
+    return orjson.loads(total.to_json())
 
 
 def summarise_exclusions(folder: Path, n_examples: int = 3, max_example_chars: int = 300) -> dict[str, Any]:
@@ -687,27 +659,6 @@ def summarise_exclusions(folder: Path, n_examples: int = 3, max_example_chars: i
     return {"docs": docs, "chars": chars, "examples": examples}
 
 
-def fresh_dir(path: Path, *, keep_out: Iterable[Path] = ()) -> Path:
-    """Empty ``path`` (create it); refuse when it is, contains or lies inside one of ``keep_out``."""
-    path = path.resolve()
-    for k in keep_out:
-        k = k.resolve()
-        if path == k or k.is_relative_to(path) or path.is_relative_to(k):
-            raise ValueError(f"{path} overlaps {k}; use separate directories")
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def publish_dir(tmp: Path, final: Path) -> None:
-    """Atomically-ish replace ``final`` with ``tmp`` (rename; the old one is removed first)."""
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(final)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The whole quality pipeline
 
@@ -724,7 +675,7 @@ def run_quality_pipeline(
     """Filter the JSONL shards in ``input_dir`` into ``output_dir`` and return the removal table.
 
     ``work_dir`` receives datatrove logs (``work_dir/logs``) and one exclusion folder per rule
-    (``work_dir/excluded/<rule>/``); both, and ``output_dir``, are replaced. Returns::
+    (``work_dir/excluded/<rule>/``). A rerun after a kill redoes only the unfinished tasks. Returns::
 
         {"docs_in", "chars_read", "chars_in", "docs_out", "chars_out", "corrupt_lines", "corrupt_files",
          "rules": {rule: {"docs", "chars", "examples": [{"id", "value", "text"}]}}}
@@ -734,12 +685,7 @@ def run_quality_pipeline(
     ``chars_in == chars_out + Σ rules[r].chars`` and ``docs_in == docs_out + Σ rules[r].docs``. A document
     whose statistic raised is dropped by that rule (stats: ``errors``) and counted with it.
     """
-    input_dir, output_dir, work_dir = Path(input_dir), Path(output_dir), Path(work_dir)
-    work = fresh_dir(work_dir, keep_out=[input_dir, output_dir])
-    # written under a temporary name and renamed when complete; a Slurm run returns at submission, so it writes
-    # straight into output_dir
-    final_dir = output_dir if executor_cfg.kind == "slurm" else output_dir.with_name(output_dir.name + ".tmp")
-    tmp_out = fresh_dir(final_dir, keep_out=[input_dir])
+    input_dir, output_dir, work = Path(input_dir), Path(output_dir), Path(work_dir)
     excl = work / "excluded"
     logs = work / "logs"
     pipeline: list[PipelineStep] = [SafeJsonlReader(str(input_dir))]
@@ -747,11 +693,10 @@ def run_quality_pipeline(
         pipeline.append(NFKCNormalizer())
     steps = quality_steps(qcfg, lang, excl)
     pipeline += steps
-    pipeline.append(JsonlWriter(str(tmp_out)))
-    make_executor(pipeline, executor_cfg, logs).run()
-    if executor_cfg.kind == "slurm":  # submitted, not finished: nothing to count yet
-        return {"submitted": True, "logging_dir": str(logs)}
-    publish_dir(tmp_out, output_dir)
+    pipeline.append(JsonlWriter(str(output_dir)))
+    # Tasks finished by an earlier, killed run of the same inputs are skipped (their completion markers are in
+    # logs/); the caller empties work_dir and output_dir when the inputs change.
+    run_pipelines([make_executor(pipeline, executor_cfg, logs)], executor_cfg)
 
     stats = read_stats(logs)
     reader = stats[0]["stats"] if stats else {}
