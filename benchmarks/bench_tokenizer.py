@@ -26,8 +26,10 @@ os.environ["TOKENIZERS_PARALLELISM"] = "true"  # before tokenizers is imported (
 import sentencepiece as spm  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
+from swallowlib import paths  # noqa: E402
 from swallowlib.bench import PROFILE, row  # noqa: E402
 from swallowlib.config import load_config  # noqa: E402
+from swallowlib.corpus import shards  # noqa: E402
 from swallowlib.tokenizer import export, stage  # noqa: E402
 
 MIN_CHARS = 2_000_000
@@ -36,7 +38,7 @@ BATCH = 1000
 
 def _texts(lang: str) -> list[str]:
     out, n = [], 0
-    for t in stage._split_texts(PROFILE, lang, "train"):
+    for t in shards.iter_column(paths.corpus_split_files(PROFILE, lang, "train")):
         if n >= MIN_CHARS:
             break
         out.append(t)

@@ -61,7 +61,11 @@ def tree(tmp_path_factory):
     rng = random.Random(0)
     for lang, pool, sep in (("ja", JA_SENTENCES, ""), ("en", EN_SENTENCES, " ")):
         texts = [sep.join(rng.choice(pool) for _ in range(4)) for _ in range(6)]
-        pd.DataFrame({"text": texts}).to_parquet(prof / "corpus" / lang / "test.parquet")
+        split = prof / "corpus" / lang / "test"
+        split.mkdir(parents=True, exist_ok=True)
+        # two shards: the held-out sample reads a split across its shards
+        pd.DataFrame({"text": texts[:4]}).to_parquet(split / "00000.parquet")
+        pd.DataFrame({"text": texts[4:]}).to_parquet(split / "00001.parquet")
     k = min(len(JA_SENTENCES), len(EN_SENTENCES))
     ev = prof / "corpus" / "eval"
     _write_jsonl(ev / "parallel.jsonl", [{"id": f"p{i}", "group": f"g{i}", "en": EN_SENTENCES[i], "ja": JA_SENTENCES[i]}
@@ -186,8 +190,13 @@ def test_empty_or_missing_heldout_file(tree, tmp_path):
         cfg = load_config(tree["config"])
         with pytest.raises(tasks.EvalDataError, match=r"faq.jsonl: held-out file is empty"):
             tasks.build_tasks(cfg, tmp_path / "t")
-        (root / PROFILE / "corpus" / "ja" / "test.parquet").unlink()
-        with pytest.raises(tasks.EvalDataError, match=r"test.parquet: held-out split not found"):
+        test_dir = root / PROFILE / "corpus" / "ja" / "test"
+        for f in test_dir.glob("*.parquet"):
+            f.unlink()
+        with pytest.raises(tasks.EvalDataError, match=r"ja/test: held-out split is empty"):
+            tasks.build_tasks(cfg, tmp_path / "t")
+        test_dir.rmdir()
+        with pytest.raises(tasks.EvalDataError, match=r"ja/test: held-out split not found"):
             tasks.build_tasks(cfg, tmp_path / "t")
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from swallowlib import paths
 from swallowlib.config import Config, RunConfig, apply_environment, load_config, to_dict
+from swallowlib.corpus import shards
 from swallowlib.provenance import (
     fingerprint,
     provenance,
@@ -98,6 +99,7 @@ def base_model_dir(cfg: Config) -> Path | str:
 
 def _fingerprint(cfg: Config) -> str:
     code = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name != "report.py"]
+    code.append(Path(shards.__file__))  # the held-out sample every bits-per-character figure is measured on
     base = Path(str(base_model_dir(cfg))) / "trainer_state.json"
     upstream = {
         "tokenizer": recorded_fingerprint(paths.run_dir(cfg.profile) / "tokenizer"),
@@ -129,13 +131,12 @@ def is_up_to_date(cfg: Config) -> bool:
 
 
 def _held_out(profile: str, lang: str, max_docs: int, max_chars: int, seed: int) -> list[str]:
-    path = paths.corpus_dir(profile) / lang / "test.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing — stage 03 needs the corpus (make corpus PROFILE={profile})")
-    texts = pd.read_parquet(path, columns=["text"])["text"].tolist()
+    """At most ``max_docs`` held-out documents of ``lang`` (test split), cut to ``max_chars`` characters in all."""
+    texts = shards.sample_texts(paths.corpus_split_files(profile, lang, "test"), max_docs, seed)
+    # The sample comes back in corpus order; shuffled, the character budget does not favour the first shards.
     random.Random(seed).shuffle(texts)
     out, n = [], 0
-    for t in texts[:max_docs]:
+    for t in texts:
         t = t[: max_chars - n]
         if not t:
             break
@@ -222,9 +223,8 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
                          seed=cfg.seed)  # fmt: skip
         weights = None
         if "focus" in ec.methods:
-            from swallowlib.tokenizer.stage import _lines, _split_texts
-
-            lines = _lines(_split_texts(cfg.profile, "ja", "train"), ec.focus.max_lines, cfg.seed)
+            ja_train = paths.corpus_split_files(cfg.profile, "ja", "train")
+            lines = shards.sample_lines(ja_train, ec.focus.max_lines, cfg.seed)
             fc = ec.focus
             weights = focus.focus_weights(
                 exp_spm, lines, len(tok_base), dim=fc.dim, window=fc.window, min_count=fc.min_count,

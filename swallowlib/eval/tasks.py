@@ -31,6 +31,7 @@ import yaml
 
 from swallowlib import paths
 from swallowlib.config import EVAL_TASKS, Config
+from swallowlib.corpus import shards
 from swallowlib.provenance import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,16 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _read_texts(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise EvalDataError(f"{path}: held-out split not found (run stage 01: make corpus)")
-    texts = [t for t in pq.read_table(path, columns=["text"]).column("text").to_pylist() if t and t.strip()]
+def _sample_heldout(profile: str, lang: str, n: int, seed: int) -> list[str]:
+    """A seeded sample of at most ``n`` non-blank documents of the held-out ``<lang>/test/`` split of stage 01."""
+    try:
+        files = paths.corpus_split_files(profile, lang, "test")
+    except FileNotFoundError:
+        d = paths.corpus_split_dir(profile, lang, "test")
+        raise EvalDataError(f"{d}: held-out split not found (run stage 01: make corpus)") from None
+    texts = shards.sample_texts(files, n, seed)
     if not texts:
-        raise EvalDataError(f"{path}: held-out split is empty")
+        raise EvalDataError(f"{paths.corpus_split_dir(profile, lang, 'test')}: held-out split is empty")
     return texts
 
 
@@ -169,9 +172,7 @@ def build_tasks(cfg: Config, out: Path | None = None) -> Path:
             raise ValueError(f"unknown task {task!r} (known: {', '.join(EVAL_TASKS)})")
         kind, _, lang = task.partition("_")
         if kind == "bpb":
-            texts = _read_texts(corpus / lang / "test.parquet")
-            rng = random.Random(ec.seed)
-            sample = rng.sample(texts, min(ec.max_examples, len(texts)))
+            sample = _sample_heldout(cfg.profile, lang, ec.max_examples, ec.seed)
             _write_jsonl(out / f"{task}.test.jsonl", [{"text": t[: ec.bpb_max_chars]} for t in sample])
             y = _base_yaml(task, out, False)
             y.update(output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",

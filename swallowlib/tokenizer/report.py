@@ -172,7 +172,7 @@ def unfiltered_merge_english(profile: str, max_lines: int = 3000) -> dict | None
         return None
     base_model, ja_model, label = pair
     cfg_seed = json.loads((d / "provenance.json").read_text())["config"]["tokenizer"]["seed"]
-    lines = stage._lines(stage._split_texts(profile, "en", "valid"), max_lines, cfg_seed)
+    lines = stage._split_lines(profile, "en", "valid", max_lines, cfg_seed)
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/naive.model"
         rep = merge.merge_models(base_model, ja_model, out, pad_to=1, exclude_ascii=False, japanese_only=False)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import sentencepiece as spm
 
 from swallowlib import paths
 from swallowlib.config import Config, apply_environment, load_config, to_dict
+from swallowlib.corpus import shards
 from swallowlib.provenance import (
     fingerprint,
     provenance,
@@ -52,6 +52,7 @@ def tokenizer_dir(profile: str) -> Path:
 def _fingerprint(cfg: Config) -> str:
     # report.py only reads the outputs (for the notebook): changing it must not rebuild the tokenizers.
     code = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name != "report.py"]
+    code.append(Path(shards.__file__))  # which lines and documents are sampled decides the models and the tables
     upstream = recorded_fingerprint(paths.corpus_dir(cfg.profile))
     return fingerprint({"tokenizer": to_dict(cfg.tokenizer), "corpus": upstream}, code)
 
@@ -60,25 +61,14 @@ def is_up_to_date(cfg: Config) -> bool:
     return recorded_fingerprint(tokenizer_dir(cfg.profile)) == _fingerprint(cfg)
 
 
-def _lines(texts, n: int, seed: int) -> list[str]:
-    """Non-empty lines of the documents, a seeded sample of at most ``n`` (SentencePiece trains on lines)."""
-    lines = [ln for t in texts for ln in t.splitlines() if ln.strip()]
-    if len(lines) > n:
-        lines = random.Random(seed).sample(lines, n)
-    return lines
+def _split_lines(profile: str, dataset: str, split: str, n: int, seed: int) -> list[str]:
+    """A seeded sample of at most ``n`` non-empty lines of a corpus split (SentencePiece trains on lines)."""
+    return shards.sample_lines(paths.corpus_split_files(profile, dataset, split), n, seed)
 
 
-def _split_texts(profile: str, dataset: str, split: str, column: str = "text") -> list[str]:
-    path = paths.corpus_dir(profile) / dataset / f"{split}.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: missing — the tokenizer stage needs the corpus (make corpus PROFILE={profile})"
-        )
-    return pd.read_parquet(path, columns=[column])[column].tolist()
-
-
-def _sample_docs(texts: list[str], n: int, seed: int) -> list[str]:
-    return texts if len(texts) <= n else random.Random(seed).sample(texts, n)
+def _split_docs(profile: str, dataset: str, split: str, n: int, seed: int, column: str = "text") -> list[str]:
+    """A seeded sample of at most ``n`` documents (or one side of the pairs: ``column``) of a corpus split."""
+    return shards.sample_texts(paths.corpus_split_files(profile, dataset, split), n, seed, column=column)
 
 
 def _expand(base_model: Path, ja_model: Path, out: Path, pad_to: int, with_coverage: bool) -> dict:
@@ -130,14 +120,14 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
 
     try:
         t = t0
-        ja_train_lines = _lines(_split_texts(cfg.profile, "ja", "train"), tc.max_train_lines, tc.seed)
+        ja_train_lines = _split_lines(cfg.profile, "ja", "train", tc.max_train_lines, tc.seed)
         ja_norm = "nfkc" if tc.ja_nfkc else "identity"
         an = stage / "analysis"
         # 1. base tokenizer
         if tc.base == "llama2":
             base_model = base.build_llama2_tokenizer(stage / "base.model")
         else:
-            en_train_lines = _lines(_split_texts(cfg.profile, "en", "train"), tc.max_train_lines, tc.seed)
+            en_train_lines = _split_lines(cfg.profile, "en", "train", tc.max_train_lines, tc.seed)
             base_model = base.train_sentencepiece(en_train_lines, tc.base_vocab, stage / "base", seed=tc.seed)
         t = tick("base", t)
         # 2. Japanese tokenizer
@@ -188,9 +178,9 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         write_json_atomic(stage / "merge.json", merge_info)
 
         # 5. invariants on held-out text
-        en_valid = _lines(_split_texts(cfg.profile, "en", "valid"), 3000, tc.seed)
-        ja_test_docs = _sample_docs(_split_texts(cfg.profile, "ja", "test"), tc.eval_max_docs, tc.seed)
-        ja_lines = [ln for d in ja_test_docs for ln in d.splitlines() if ln.strip()]
+        en_valid = _split_lines(cfg.profile, "en", "valid", 3000, tc.seed)
+        ja_test_docs = _split_docs(cfg.profile, "ja", "test", tc.eval_max_docs, tc.seed)
+        ja_lines = list(shards.iter_lines(ja_test_docs))
         inv = {}
         for merged, base_name in expansion_of.items():
             a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
@@ -212,11 +202,11 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
         domains = {
             "ja: held-out manuals (test split)": (ja_test_docs, "ja"),
             "en: held-out (test split)": (
-                _sample_docs(_split_texts(cfg.profile, "en", "test"), tc.eval_max_docs, tc.seed),
+                _split_docs(cfg.profile, "en", "test", tc.eval_max_docs, tc.seed),
                 "en",
             ),
             "ja: parallel test pairs (ja side)": (
-                _sample_docs(_split_texts(cfg.profile, "parallel", "test", "ja"), 2000, tc.seed),
+                _split_docs(cfg.profile, "parallel", "test", 2000, tc.seed, column="ja"),
                 "ja",
             ),
         }
