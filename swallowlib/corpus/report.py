@@ -254,7 +254,8 @@ def skipped_table(r: dict) -> pd.DataFrame:
 
 
 def cost_table(r: dict) -> pd.DataFrame:
-    """Wall time per step (s) and the stage's peak memory."""
-    rows = [{"step": k, "seconds": v} for k, v in r["timings_s"].items()]
-    rows.append({"step": "peak RSS (MB)", "seconds": r["peak_rss_mb"]})
+    """Wall time per step (s), and the stage's peak resident memory summed over its process tree (workers included)."""
+    rows = [{"step": k, "value": v, "unit": "s"} for k, v in r["timings_s"].items()]
+    rows.append({"step": f"peak memory ({r['peak_memory_processes']} processes)", "value": r["peak_memory_mb"],
+                 "unit": "MB"})
     return pd.DataFrame(rows)

@@ -14,14 +14,13 @@ Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage fin
   the same size, and Mistral v1, when configured;
 - ``merge.json`` (what the merges added and skipped), ``invariants.json`` (English identical, round trips, HF = SPM),
   ``efficiency.csv`` (characters/token, bytes/token, tokens per MeCab word, byte-fallback share, ratios to the base,
-  per tokenizer and held-out domain), ``report.json`` (timings), ``provenance.json``.
+  per tokenizer and held-out domain), ``report.json`` (timings, process-tree peak memory), ``provenance.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -32,14 +31,12 @@ from swallowlib import paths
 from swallowlib.config import Config, apply_environment, load_config, to_dict
 from swallowlib.corpus import shards
 from swallowlib.provenance import (
-    fingerprint,
-    provenance,
-    publish_dir,
     recorded_fingerprint,
     stage_cli,
     write_json_atomic,
     write_text_atomic,
 )
+from swallowlib.stage import Stage
 from swallowlib.tokenizer import base, continued, coverage, export, merge, metrics
 
 log = logging.getLogger(__name__)
@@ -49,16 +46,17 @@ def tokenizer_dir(profile: str) -> Path:
     return paths.run_dir(profile) / "tokenizer"
 
 
-def _fingerprint(cfg: Config) -> str:
+def _stage(cfg: Config) -> Stage:
     # report.py only reads the outputs (for the notebook): changing it must not rebuild the tokenizers.
     code = [p for p in sorted(Path(__file__).parent.glob("*.py")) if p.name != "report.py"]
     code.append(Path(shards.__file__))  # which lines and documents are sampled decides the models and the tables
     upstream = recorded_fingerprint(paths.corpus_dir(cfg.profile))
-    return fingerprint({"tokenizer": to_dict(cfg.tokenizer), "corpus": upstream}, code)
+    return Stage("tokenizer", cfg, tokenizer_dir(cfg.profile), {"tokenizer": to_dict(cfg.tokenizer),
+                                                               "corpus": upstream}, code)
 
 
 def is_up_to_date(cfg: Config) -> bool:
-    return recorded_fingerprint(tokenizer_dir(cfg.profile)) == _fingerprint(cfg)
+    return _stage(cfg).is_up_to_date()
 
 
 def _split_lines(profile: str, dataset: str, split: str, n: int, seed: int) -> list[str]:
@@ -105,138 +103,130 @@ def build_tokenizers(cfg: Config | str | Path, force: bool = False) -> Path:
     if not force and is_up_to_date(cfg):
         log.info("tokenizer: %s is up to date", out)
         return out
+    st = _stage(cfg)
+    with st.staging() as stage:
+        _build(cfg, st, stage)
+    return out
+
+
+def _build(cfg: Config, st: Stage, stage: Path) -> None:
+    """The stage's steps, writing everything into ``stage`` (swapped in by the caller when this returns)."""
     tc = cfg.tokenizer
-    stage = Path(str(out) + ".tmp")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
 
     def tick(name: str, since: float) -> float:
         now = time.perf_counter()
-        timings[name] = round(now - since, 2)
+        st.timings[name] = round(now - since, 2)
         log.info("tokenizer: %s done in %.1f s", name, now - since)
         return now
 
-    try:
-        t = t0
-        ja_train_lines = _split_lines(cfg.profile, "ja", "train", tc.max_train_lines, tc.seed)
-        ja_norm = "nfkc" if tc.ja_nfkc else "identity"
-        an = stage / "analysis"
-        # 1. base tokenizer
-        if tc.base == "llama2":
-            base_model = base.build_llama2_tokenizer(stage / "base.model")
-        else:
-            en_train_lines = _split_lines(cfg.profile, "en", "train", tc.max_train_lines, tc.seed)
-            base_model = base.train_sentencepiece(en_train_lines, tc.base_vocab, stage / "base", seed=tc.seed)
-        t = tick("base", t)
-        # 2. Japanese tokenizer
-        ja_model = base.train_sentencepiece(
-            ja_train_lines, tc.ja_vocab, stage / "ja", normalization=ja_norm, seed=tc.seed
-        )
-        t = tick("ja", t)
-        # 3. merge and export
-        merge_info = {"expanded": _expand(base_model, ja_model, stage / "expanded.model", tc.pad_to, tc.coverage)}
-        export.export_hf(base_model, stage / "base")
-        export.export_hf(stage / "expanded.model", stage / "expanded")
-        models = {"base": base_model, "expanded": stage / "expanded.model"}
-        expansion_of = {"expanded": "base"}  # each expanded tokenizer -> the base it extends
-        naive_of: dict[str, str] = {}  # each continued-BPE tokenizer -> the naive merge of the same size
-        t = tick("merge+export", t)
-        if tc.continued:
-            merge_info["expanded-continued"] = _continued(
-                base_model, ja_train_lines, stage / "expanded-continued.model", merge_info["expanded"], tc.pad_to,
-                tc.coverage,
-            )
-            models["expanded-continued"] = stage / "expanded-continued.model"
-            expansion_of["expanded-continued"], naive_of["expanded-continued"] = "base", "expanded"
-            t = tick("continued", t)
-        # 4. analysis tokenizers
-        if tc.analysis_llama2:
-            llama = base.build_llama2_tokenizer(an / "llama2.model")
-            ja16 = base.train_sentencepiece(
-                ja_train_lines,
-                tc.analysis_ja_vocab,
-                an / f"ja{tc.analysis_ja_vocab // 1000}k",
-                normalization=ja_norm,
-                seed=tc.seed,
-            )
-            name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
-            merge_info[name] = _expand(llama, ja16, an / f"{name}.model", tc.pad_to, tc.coverage)
-            models["llama2"], models[name] = llama, an / f"{name}.model"
-            expansion_of[name] = "llama2"
-            if tc.continued:
-                merge_info["llama2+continued"] = _continued(
-                    llama, ja_train_lines, an / "llama2+continued.model", merge_info[name], tc.pad_to, tc.coverage
-                )
-                models["llama2+continued"] = an / "llama2+continued.model"
-                expansion_of["llama2+continued"], naive_of["llama2+continued"] = "llama2", name
-            t = tick("analysis-llama2", t)
-        if tc.analysis_mistral:
-            models["mistral-v1"] = base.mistral_v1_model(an / "mistral-v1.model")
-            t = tick("analysis-mistral", t)
-        write_json_atomic(stage / "merge.json", merge_info)
-
-        # 5. invariants on held-out text
-        en_valid = _split_lines(cfg.profile, "en", "valid", 3000, tc.seed)
-        ja_test_docs = _split_docs(cfg.profile, "ja", "test", tc.eval_max_docs, tc.seed)
-        ja_lines = list(shards.iter_lines(ja_test_docs))
-        inv = {}
-        for merged, base_name in expansion_of.items():
-            a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
-            b = spm.SentencePieceProcessor(model_file=str(models[merged]))
-            same = sum(a.encode(x) == b.encode(x) for x in en_valid)
-            round_trip = sum(b.decode(b.encode(x)) == x for x in ja_lines)
-            inv[merged] = {
-                "english_lines_identical": same,
-                "english_lines": len(en_valid),
-                "japanese_round_trips": round_trip,
-                "japanese_lines": len(ja_lines),
-            }
-        for name in ("base", "expanded"):
-            inv[f"hf={name}"] = export.check_equivalence(models[name], stage / name, en_valid[:500] + ja_lines[:500])
-        write_json_atomic(stage / "invariants.json", inv)
-        t = tick("invariants", t)
-
-        # 6. efficiency per tokenizer and held-out domain
-        domains = {
-            "ja: held-out manuals (test split)": (ja_test_docs, "ja"),
-            "en: held-out (test split)": (
-                _split_docs(cfg.profile, "en", "test", tc.eval_max_docs, tc.seed),
-                "en",
-            ),
-            "ja: parallel test pairs (ja side)": (
-                _split_docs(cfg.profile, "parallel", "test", 2000, tc.seed, column="ja"),
-                "ja",
-            ),
-        }
-        encoders = {n: metrics.spm_encoder(m, name=n) for n, m in models.items()}
-        if tc.out_of_domain:
-            for name, text in coverage.out_of_domain_japanese().items():
-                domains[f"ja: out of domain ({name})"] = ([ln for ln in text.split("\n\n") if ln.strip()], "ja")
-        domains = {d: v for d, v in domains.items() if v[0]}  # e.g. no parallel test pairs in a local-only corpus
-        table = metrics.efficiency_table(
-            {d: texts for d, (texts, _) in domains.items()},
-            encoders,
-            {d: lang for d, (_, lang) in domains.items()},
-            baseline="llama2" if "llama2" in encoders else "base",
-        )
-        write_text_atomic(stage / "efficiency.csv", table.to_csv(index=False))
-        t = tick("efficiency", t)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    timings["total"] = round(time.perf_counter() - t0, 2)
-    # Model paths are recorded relative to the stage directory, so they stay valid after the swap below.
-    rel_models = {k: str(Path(v).relative_to(stage)) for k, v in models.items()}
-    write_json_atomic(
-        stage / "report.json",
-        {"timings_s": timings, "models": rel_models, "expansion_of": expansion_of, "naive_of": naive_of},
+    t = t0
+    ja_train_lines = _split_lines(cfg.profile, "ja", "train", tc.max_train_lines, tc.seed)
+    ja_norm = "nfkc" if tc.ja_nfkc else "identity"
+    an = stage / "analysis"
+    # 1. base tokenizer
+    if tc.base == "llama2":
+        base_model = base.build_llama2_tokenizer(stage / "base.model")
+    else:
+        en_train_lines = _split_lines(cfg.profile, "en", "train", tc.max_train_lines, tc.seed)
+        base_model = base.train_sentencepiece(en_train_lines, tc.base_vocab, stage / "base", seed=tc.seed)
+    t = tick("base", t)
+    # 2. Japanese tokenizer
+    ja_model = base.train_sentencepiece(
+        ja_train_lines, tc.ja_vocab, stage / "ja", normalization=ja_norm, seed=tc.seed
     )
-    write_json_atomic(stage / "provenance.json", provenance(cfg, stage="tokenizer", fingerprint=_fingerprint(cfg)))
-    publish_dir(stage, out)
-    log.info("tokenizer: wrote %s in %.0f s", out, timings["total"])
-    return out
+    t = tick("ja", t)
+    # 3. merge and export
+    merge_info = {"expanded": _expand(base_model, ja_model, stage / "expanded.model", tc.pad_to, tc.coverage)}
+    export.export_hf(base_model, stage / "base")
+    export.export_hf(stage / "expanded.model", stage / "expanded")
+    models = {"base": base_model, "expanded": stage / "expanded.model"}
+    expansion_of = {"expanded": "base"}  # each expanded tokenizer -> the base it extends
+    naive_of: dict[str, str] = {}  # each continued-BPE tokenizer -> the naive merge of the same size
+    t = tick("merge+export", t)
+    if tc.continued:
+        merge_info["expanded-continued"] = _continued(
+            base_model, ja_train_lines, stage / "expanded-continued.model", merge_info["expanded"], tc.pad_to,
+            tc.coverage,
+        )
+        models["expanded-continued"] = stage / "expanded-continued.model"
+        expansion_of["expanded-continued"], naive_of["expanded-continued"] = "base", "expanded"
+        t = tick("continued", t)
+    # 4. analysis tokenizers
+    if tc.analysis_llama2:
+        llama = base.build_llama2_tokenizer(an / "llama2.model")
+        ja16 = base.train_sentencepiece(
+            ja_train_lines,
+            tc.analysis_ja_vocab,
+            an / f"ja{tc.analysis_ja_vocab // 1000}k",
+            normalization=ja_norm,
+            seed=tc.seed,
+        )
+        name = f"llama2+ja{tc.analysis_ja_vocab // 1000}k"
+        merge_info[name] = _expand(llama, ja16, an / f"{name}.model", tc.pad_to, tc.coverage)
+        models["llama2"], models[name] = llama, an / f"{name}.model"
+        expansion_of[name] = "llama2"
+        if tc.continued:
+            merge_info["llama2+continued"] = _continued(
+                llama, ja_train_lines, an / "llama2+continued.model", merge_info[name], tc.pad_to, tc.coverage
+            )
+            models["llama2+continued"] = an / "llama2+continued.model"
+            expansion_of["llama2+continued"], naive_of["llama2+continued"] = "llama2", name
+        t = tick("analysis-llama2", t)
+    if tc.analysis_mistral:
+        models["mistral-v1"] = base.mistral_v1_model(an / "mistral-v1.model")
+        t = tick("analysis-mistral", t)
+    write_json_atomic(stage / "merge.json", merge_info)
+
+    # 5. invariants on held-out text
+    en_valid = _split_lines(cfg.profile, "en", "valid", 3000, tc.seed)
+    ja_test_docs = _split_docs(cfg.profile, "ja", "test", tc.eval_max_docs, tc.seed)
+    ja_lines = list(shards.iter_lines(ja_test_docs))
+    inv = {}
+    for merged, base_name in expansion_of.items():
+        a = spm.SentencePieceProcessor(model_file=str(models[base_name]))
+        b = spm.SentencePieceProcessor(model_file=str(models[merged]))
+        same = sum(a.encode(x) == b.encode(x) for x in en_valid)
+        round_trip = sum(b.decode(b.encode(x)) == x for x in ja_lines)
+        inv[merged] = {
+            "english_lines_identical": same,
+            "english_lines": len(en_valid),
+            "japanese_round_trips": round_trip,
+            "japanese_lines": len(ja_lines),
+        }
+    for name in ("base", "expanded"):
+        inv[f"hf={name}"] = export.check_equivalence(models[name], stage / name, en_valid[:500] + ja_lines[:500])
+    write_json_atomic(stage / "invariants.json", inv)
+    t = tick("invariants", t)
+
+    # 6. efficiency per tokenizer and held-out domain
+    domains = {
+        "ja: held-out manuals (test split)": (ja_test_docs, "ja"),
+        "en: held-out (test split)": (
+            _split_docs(cfg.profile, "en", "test", tc.eval_max_docs, tc.seed),
+            "en",
+        ),
+        "ja: parallel test pairs (ja side)": (
+            _split_docs(cfg.profile, "parallel", "test", 2000, tc.seed, column="ja"),
+            "ja",
+        ),
+    }
+    encoders = {n: metrics.spm_encoder(m, name=n) for n, m in models.items()}
+    if tc.out_of_domain:
+        for name, text in coverage.out_of_domain_japanese().items():
+            domains[f"ja: out of domain ({name})"] = ([ln for ln in text.split("\n\n") if ln.strip()], "ja")
+    domains = {d: v for d, v in domains.items() if v[0]}  # e.g. no parallel test pairs in a local-only corpus
+    table = metrics.efficiency_table(
+        {d: texts for d, (texts, _) in domains.items()},
+        encoders,
+        {d: lang for d, (_, lang) in domains.items()},
+        baseline="llama2" if "llama2" in encoders else "base",
+    )
+    write_text_atomic(stage / "efficiency.csv", table.to_csv(index=False))
+    t = tick("efficiency", t)
+    # Model paths are recorded relative to the stage directory, so they stay valid after the swap.
+    rel_models = {k: str(Path(v).relative_to(stage)) for k, v in models.items()}
+    st.report.update({"models": rel_models, "expansion_of": expansion_of, "naive_of": naive_of})
 
 
 def encoders(profile: str) -> dict[str, metrics.PieceEncoder]:
