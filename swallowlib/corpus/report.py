@@ -259,3 +259,22 @@ def cost_table(r: dict) -> pd.DataFrame:
     rows.append({"step": f"peak memory ({r['peak_memory_processes']} processes)", "value": r["peak_memory_mb"],
                  "unit": "MB"})
     return pd.DataFrame(rows)
+
+
+def shards_table(profile: str) -> pd.DataFrame:
+    """The written datasets as the next stages read them: Parquet shards per dataset and split, with their rows and
+    bytes (from the Parquet footers, without reading the text)."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for dataset in ("ja", "en", "parallel"):
+        for split in ("train", "valid", "test"):
+            files = paths.corpus_split_files(profile, dataset, split)
+            rows.append({
+                "dataset": dataset,
+                "split": split,
+                "shards": len(files),
+                "rows": sum(pq.ParquetFile(f).metadata.num_rows for f in files),
+                "MB": round(sum(f.stat().st_size for f in files) / 1e6, 2),
+            })
+    return pd.DataFrame(rows)
