@@ -189,7 +189,8 @@ def bench_extract() -> list[dict]:
 
 
 def bench_stage() -> list[dict]:
-    """The whole corpus stage per profile, from its own report (wall time, peak RSS) — run `make corpus` first."""
+    """The whole corpus stage per profile, from its own report (wall time, peak memory summed over the stage's
+    process tree) — run `make corpus` first."""
     rows = []
     for profile in ("smoke", "tiny"):
         p = paths.corpus_dir(profile) / "report.json"
@@ -197,7 +198,7 @@ def bench_stage() -> list[dict]:
             continue
         r = json.loads(p.read_text())
         rows.append(row("corpus.stage", profile, "wall time", r["timings_s"]["total"], "s"))
-        rows.append(row("corpus.stage", profile, "peak RSS", r["peak_rss_mb"], "MB"))
+        rows.append(row("corpus.stage", profile, "peak memory, process tree", r["peak_memory_mb"], "MB"))
         ja = r["sizes"]["ja"]
         rows.append(
             row(

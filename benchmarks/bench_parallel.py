@@ -16,16 +16,14 @@ import json
 import os
 import shutil
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import yaml
 from safetensors.torch import load_file
 
 from swallowlib import paths, train
 from swallowlib.config import load_config
+from swallowlib.procmem import TreePeak
 
 PROFILE = os.environ.get("SWALLOW_BENCH_PROFILE", "smoke")
 STEPS = 40
@@ -34,34 +32,6 @@ STEPS = 40
 def _row(variant, metric, value, unit, baseline=False):
     return {"benchmark": "parallel", "variant": variant, "metric": metric, "value": value, "unit": unit,
             "baseline": baseline, "profile": PROFILE}  # fmt: skip
-
-
-class _TreePeak:
-    """Peak of the resident memory summed over this process's children (the launcher and its workers), sampled."""
-
-    def __init__(self, every_s: float = 0.1):
-        self.peak, self.every_s, self._stop = 0, every_s, threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in me.children(recursive=True):
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            time.sleep(self.every_s)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -101,9 +71,10 @@ def bench_fsdp_vs_one_process() -> list[dict]:
         peaks = {}
         for name, c, n in variants:
             train.launch(c, name, n, env=env, quiet=True, extra_args=("--prepare",))  # tokenising is not timed
-            with _TreePeak() as tp:
+            with TreePeak() as tp:
                 train.launch(c, name, n, env=env, quiet=True)
-            peaks[name] = tp.peak
+            # This process only waits on the launch, so what the tree gained is the launcher and its workers.
+            peaks[name] = tp.peak_mb - tp.baseline_mb
         out = {name: runs / PROFILE / "train" / name for name, _, _ in variants}
         base_loss, base_w = _losses(out["one"]), load_file(out["one"] / "final" / "model.safetensors")
         for name, _, _ in variants:
@@ -111,7 +82,7 @@ def bench_fsdp_vs_one_process() -> list[dict]:
             label = {"one": "1 process", "ddp": "2 processes, DDP", "fsdp": "2 processes, FSDP2 + checkpointing"}[name]
             is_base = name == "one"
             rows.append(_row(label, "tokens/s", summary["tokens_per_s"], "tokens/s", is_base))
-            rows.append(_row(label, "peak RSS, process tree", peaks[name] / 2**20, "MB", is_base))
+            rows.append(_row(label, "peak memory, process tree", peaks[name], "MB", is_base))
             loss = _losses(out[name])
             dl = max(abs(loss[s] - base_loss[s]) for s in base_loss)
             w = load_file(out[name] / "final" / "model.safetensors")

@@ -2,8 +2,9 @@
 
 Benchmarks live in ``benchmarks/bench_<stage>.py``; each exposes ``BENCHMARKS``, a list of functions returning rows
 ``{"benchmark", "variant", "metric", "value", "unit", "baseline"}``. Each function runs in its own process so its
-peak memory is its own; the variant marked ``baseline`` is measured in the same process run as the others, and every
-other variant is reported as a ratio to it.
+peak memory is its own (``peak_tree_mb``: resident memory summed over that process and everything it starts, see
+:mod:`swallowlib.procmem`); the variant marked ``baseline`` is measured in the same process run as the others, and
+every other variant is reported as a ratio to it.
 
     python -m swallowlib.bench                 # all
     python -m swallowlib.bench corpus.decontam # one (module suffix . function name without ``bench_``)
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from swallowlib import paths
-from swallowlib.provenance import peak_rss_mb
+from swallowlib.procmem import TreePeak
 
 BENCH_DIR = paths.ROOT / "benchmarks"
 
@@ -57,12 +58,12 @@ def discover() -> dict[str, tuple[Path, str]]:
 
 
 def _run_one(path: Path, fn_name: str) -> None:
-    """Child process: run one benchmark function and print its rows (plus peak RSS) as JSON."""
+    """Child process: run one benchmark function and print its rows (plus its process tree's peak memory) as JSON."""
     t0 = time.perf_counter()
-    rows = getattr(_load(path), fn_name)()
-    peak = peak_rss_mb()
+    with TreePeak() as mem:
+        rows = getattr(_load(path), fn_name)()
     for r in rows:
-        r.setdefault("peak_rss_mb", round(peak, 1))
+        r.setdefault("peak_tree_mb", round(mem.peak_mb, 1))
     print("BENCH-JSON " + json.dumps({"rows": rows, "wall_s": round(time.perf_counter() - t0, 2)}))
 
 
@@ -74,7 +75,7 @@ def _ratios(rows: list[dict]) -> None:
 
 
 def _table(rows: list[dict]) -> str:
-    cols = ["benchmark", "profile", "variant", "metric", "value", "unit", "vs_baseline", "peak_rss_mb"]
+    cols = ["benchmark", "profile", "variant", "metric", "value", "unit", "vs_baseline", "peak_tree_mb"]
     cells = [[str(r.get(c, "")) if not isinstance(r.get(c), float) else f"{r[c]:,.4g}" for c in cols] for r in rows]
     w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     line = lambda xs: "| " + " | ".join(x.ljust(w[i]) for i, x in enumerate(xs)) + " |"  # noqa: E731

@@ -88,7 +88,11 @@ def publish_dir(staged: Path, out: Path) -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process and of its finished children (e.g. datatrove workers), MB."""
+    """The larger of this process's peak resident memory and the largest finished child's, MB.
+
+    Kept for the training loop's per-step metrics until it moves over; it is one process, never the sum over
+    workers. Stage reports record :class:`swallowlib.procmem.TreePeak` (the whole process tree) instead.
+    """
     import resource
 
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
