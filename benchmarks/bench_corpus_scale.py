@@ -327,7 +327,9 @@ def _child(what: str, a: dict) -> dict:
                 "report_peak_processes": rep.get("peak_memory_processes"),
                 "kept_docs": {lang: sum(rep["sizes"][lang][s]["docs"] for s in ("train", "valid", "test"))
                               for lang in LANGS},
-                "ja_train_chars": ja["train"]["chars"], "ja_train_docs": ja["train"]["docs"]}  # fmt: skip
+                "ja_train_chars": ja["train"]["chars"], "ja_train_docs": ja["train"]["docs"],
+                "ja_train_shards": len(list((out / "ja" / "train").glob("*.parquet"))),
+                "steps_s": rep.get("timings_s", {})}  # fmt: skip
     files = sorted(Path(a["split"]).glob("*.parquet"))
     if what == "sample":
         from swallowlib.corpus import shards
@@ -528,8 +530,10 @@ def table(results: dict) -> str:
     lines = [fmt(head), "|" + "|".join("-" * (n + 2) for n in w) + "|", *map(fmt, body)]
     for k in sizes:
         s1 = results["sizes"][k]["stage01"]
+        steps = ", ".join(f"{name} {v:.0f}" for name, v in s1.get("steps_s", {}).items())
         lines.append(f"stage 01 at {k}x: its own report.json peak {s1['report_peak_mb']} MB over "
-                     f"{s1['report_peak_processes']} processes; kept documents {s1['kept_docs']}")  # fmt: skip
+                     f"{s1['report_peak_processes']} processes; kept documents {s1['kept_docs']}; "
+                     f"ja train split in {s1['ja_train_shards']} shard(s); steps (s): {steps}")  # fmt: skip
     wc = results.get("workers_compared") or {}
     for w_, s in sorted(results["workers"].get(wc.get("size"), {}).items()):
         lines.append(f"stage 01 at {wc['size']}x with {w_} worker(s), {wc['tasks']} tasks: {s:.1f} s")

@@ -162,7 +162,8 @@ def test_targets_are_computed_from_the_measurements():
     def size(k, wall, peak):
         return {"records": 100 * k, "chars": 1000 * k,
                 "stage01": {**m(wall, peak), "ja_train_chars": 500 * k, "report_peak_mb": peak,
-                            "report_peak_processes": 3, "kept_docs": {}},
+                            "report_peak_processes": 3, "kept_docs": {},
+                            "ja_train_shards": 2},
                 "sample": m(wall / 10, 100), "tokenise": m(wall / 2, 200)}  # fmt: skip
 
     results = {"sizes": {1: size(1, 10.0, 400.0), 4: size(4, 30.0, 600.0)}, "workers": {1: {1: 18.0, 2: 10.0}},
