@@ -1,6 +1,7 @@
 """Stage 04 benchmarks: training throughput of the engine against a plain transformers loop on the profile's model
 shape (tiny: d=256, 4 layers, seq 256, batch 8), measured side by side in one process; MFU against this machine's
-measured fp32 matmul peak; memory growth over steps; and the recorded metrics of the profile's finished runs.
+measured fp32 matmul peak; memory growth over steps; the recorded metrics of the profile's finished runs; and the
+peak memory of tokenising a split into the token cache at two corpus sizes (it should not grow with the size).
 
 The baseline is what a plain loop does: ``model(input_ids, labels=input_ids)`` (transformers shifts the labels and
 computes the loss), ``torch.optim.AdamW`` with its default (per-tensor, non-fused on CPU) implementation, the same
@@ -53,8 +54,8 @@ def _tokens(cfg) -> tuple[tdata.PackedSource, int, str]:
     """(English training sequences, vocabulary size, where they came from)."""
     tc = cfg.train
     tok_dir = paths.run_dir(PROFILE) / "tokenizer" / "base"
-    split = paths.corpus_dir(PROFILE) / "en" / "train.parquet"
-    if (tok_dir / "tokenizer.json").is_file() and split.is_file():
+    split = paths.corpus_split_dir(PROFILE, "en", "train")
+    if (tok_dir / "tokenizer.json").is_file() and any(split.glob("*.parquet")):
         from swallowlib.tokenizer.export import load_hf
 
         tok = load_hf(tok_dir)
@@ -192,4 +193,49 @@ def bench_runs() -> list[dict]:
     return rows
 
 
-BENCHMARKS = [bench_throughput, bench_runs]
+_TOKENISE = """
+import json, resource, sys, time
+from pathlib import Path
+from swallowlib.train import data as tdata
+from swallowlib.tokenizer.export import load_hf
+split, tok_dir, cache = (Path(a) for a in sys.argv[1:4])
+tok = load_hf(tok_dir)
+t = time.perf_counter()
+src = tdata.load_packed(split, tok_dir, seq_len=256, cache_dir=cache, eos_id=tok.eos_token_id, vocab_size=len(tok))
+print(json.dumps({"tokens": len(src.stream), "s": time.perf_counter() - t,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_tokenise() -> list[dict]:
+    """Peak RSS and tokens/s of tokenising a synthetic English split into token shards, at 1x and 4x the documents,
+    each in a fresh process (the profile's base tokenizer; nothing when it is not built)."""
+    import random
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    tok_dir = paths.run_dir(PROFILE) / "tokenizer" / "base"
+    if not (tok_dir / "tokenizer.json").is_file():
+        return []
+    rng = random.Random(0)
+    words = [w for w in Path(__file__).read_text().split() if w.isalpha()]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-tokenise-") as tmp:
+        for scale in (1, 4):
+            split = Path(tmp) / f"x{scale}" / "en" / "train"
+            split.mkdir(parents=True)
+            for shard in range(2 * scale):  # 2 shards of 10,000 documents of ~150 words per 1x
+                docs = [" ".join(rng.choices(words, k=150)) for _ in range(10_000)]
+                pd.DataFrame({"id": range(len(docs)), "text": docs}).to_parquet(split / f"{shard:05d}.parquet")
+            out = subprocess.run([sys.executable, "-c", _TOKENISE, str(split), str(tok_dir), str(Path(tmp) / "cache")],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            name = f"{scale}x: {20_000 * scale:,} documents, {r['tokens']:,} tokens"
+            rows.append(_row("train.tokenise", name, "peak RSS", r["peak_mb"], "MB"))
+            rows.append(_row("train.tokenise", name, "tokens/s", r["tokens"] / r["s"], "tokens/s"))
+    return rows
+
+
+BENCHMARKS = [bench_throughput, bench_runs, bench_tokenise]

@@ -326,7 +326,10 @@ class TrainConfig:
     keep_last: int = 2  # periodic checkpoints kept (milestones are always kept)
     log_every_steps: int = 10
     eval_sequences: int = 16  # validation sequences per source, scored at every milestone; 0 disables
-    num_proc: int = 2  # processes for the `datasets` tokenisation
+    num_proc: int = 2  # worker processes that tokenise the corpus splits into the token cache
+    # Tokenise a training split only as far as a run reads it: the tokens the run draws from each source (its share
+    # of the run's budget) x this margin, as a proportional prefix of every Parquet shard. None: whole splits.
+    data_margin: float | None = None
     # Each parallel pair becomes one document per template, so both translation directions are seen.
     parallel_template: list[str] = field(
         default_factory=lambda: ["English: {en}\nJapanese: {ja}", "Japanese: {ja}\nEnglish: {en}"]
@@ -609,6 +612,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
                 fail(name, f"expected >= 0, got {getattr(obj, name)}")
         if obj.device_memory_gib is not None and not obj.device_memory_gib > 0:  # `not >` also rejects NaN
             fail("device_memory_gib", f"expected the GiB of one accelerator (> 0), got {obj.device_memory_gib}")
+        if obj.data_margin is not None and not obj.data_margin >= 1.0:  # `not >=` also rejects NaN
+            fail("data_margin", f"expected null (whole splits) or a factor >= 1.0, got {obj.data_margin}")
         if obj.model.pretrained is None and obj.seq_len > obj.model.max_position_embeddings:
             fail("seq_len", f"exceeds model.max_position_embeddings ({obj.model.max_position_embeddings})")
         _check_fractions(obj.checkpoint_fractions, fail)

@@ -154,7 +154,7 @@ def test_bad_input_is_one_clear_error(tree, tmp_path, capsys):
     (empty / PROFILE / "tokenizer").mkdir(parents=True)
     shutil.copytree(runs / PROFILE / "tokenizer" / "base", empty / PROFILE / "tokenizer" / "base")
     rc, err = _cli(tree["config"], "base", empty, capsys)
-    assert rc == 2 and "en/train.parquet: missing corpus split" in err and f"make corpus PROFILE={PROFILE}" in err
+    assert rc == 2 and "corpus/en/train: missing corpus split" in err and f"make corpus PROFILE={PROFILE}" in err
     rc, err = _cli(tree["config"], "cpt", empty, capsys)  # its init run has not been trained here
     assert rc == 2 and "train/base/final: run 'base'" in err and "train it first" in err
     shutil.rmtree(empty / PROFILE / "tokenizer" / "base")

@@ -1,9 +1,11 @@
-"""A miniature stage-01/02 output tree for the training tests: corpus parquet splits (ja, en, parallel) and two HF
-tokenizers (an English "base" and a larger mixed "expanded") under a temporary ``runs/`` directory, plus a profile
-config with a tiny model. Built once per test session (~2 s)."""
+"""A miniature stage-01/02 output tree for the training tests: corpus splits (ja, en, parallel) as directories of
+Parquet shards, as stage 01 writes them (the Japanese training split in two shards), and two HF tokenizers (an
+English "base" and a larger mixed "expanded") under a temporary ``runs/`` directory, plus a profile config with a tiny
+model. Built once per test session (~2 s)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import socket
@@ -25,6 +27,16 @@ def _docs(pool: list[str], n: int, per_doc: int, sep: str, rng: random.Random) -
     return [sep.join(rng.choice(pool) for _ in range(per_doc)) for _ in range(n)]
 
 
+def write_split(split_dir: Path, frames: list[pd.DataFrame]) -> list[Path]:
+    """One corpus split as stage 01 writes it: ``<split_dir>/<NNNNN>.parquet``, one shard per frame, in order."""
+    split_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, df in enumerate(frames):
+        out.append(split_dir / f"{i:05d}.parquet")
+        df.reset_index(drop=True).to_parquet(out[-1])
+    return out
+
+
 def build_tree(root: Path) -> Path:
     """``root/runs/<PROFILE>/{corpus,tokenizer}`` and ``root/<PROFILE>.yaml``; returns the config path."""
     rng = random.Random(0)
@@ -32,19 +44,16 @@ def build_tree(root: Path) -> Path:
     corpus = runs / "corpus"
     for split, n in (("train", 60), ("valid", 6)):
         for lang, pool, sep in (("ja", JA_SENTENCES, ""), ("en", EN_SENTENCES, " ")):
-            d = corpus / lang
-            d.mkdir(parents=True, exist_ok=True)
             texts = _docs(pool, n, 8, sep, rng)
-            pd.DataFrame({"text": texts, "source": "test", "doc_id": range(len(texts))}).to_parquet(
-                d / f"{split}.parquet"
-            )
-        d = corpus / "parallel"
-        d.mkdir(parents=True, exist_ok=True)
+            df = pd.DataFrame({"id": [f"{lang}-{split}-{i}" for i in range(n)], "text": texts, "source": "test",
+                               "group": "test", "meta": "{}"})  # fmt: skip
+            cuts = (0, n // 3, n) if (lang, split) == ("ja", "train") else (0, n)
+            write_split(corpus / lang / split, [df[a:b] for a, b in itertools.pairwise(cuts)])
         k = min(len(JA_SENTENCES), len(EN_SENTENCES))
         pairs = [(EN_SENTENCES[i % k], JA_SENTENCES[i % k]) for i in range(n * 2)]
-        pd.DataFrame({"en": [p[0] for p in pairs], "ja": [p[1] for p in pairs], "source": "test"}).to_parquet(
-            d / f"{split}.parquet"
-        )
+        df = pd.DataFrame({"id": [f"p-{split}-{i}" for i in range(len(pairs))], "en": [p[0] for p in pairs],
+                           "ja": [p[1] for p in pairs], "source": "test", "group": "test", "meta": "{}"})  # fmt: skip
+        write_split(corpus / "parallel" / split, [df])
     tok = runs / "tokenizer"
     tok.mkdir(parents=True, exist_ok=True)
     en_lines = _docs(EN_SENTENCES, 300, 3, " ", rng)

@@ -1,11 +1,43 @@
-"""Training data for stage 04: tokenise the stage-01 splits with ``datasets``, pack them into fixed-length sequences
-per source, and mix the sources by token ratio with a schedule that is a pure function of ``(seed, k)``.
+"""Training data for stage 04: tokenise the stage-01 splits into token shards, read each split back as one
+memory-mapped token stream, pack it into fixed-length sequences per source, and mix the sources by token ratio with a
+schedule that is a pure function of ``(seed, k)``.
+
+Typical use (what :func:`swallowlib.train.job.build_job` does for every source of a run)::
+
+    files = paths.corpus_split_files("tiny", "ja", "train")
+    src = load_packed(files, tokenizer_dir, seq_len=256, cache_dir=paths.token_cache_dir("tiny"),
+                      eos_id=tok.eos_token_id, vocab_size=len(tok), num_proc=2)
+    mixture = Mixture({"ja": src, ...}, {"ja": 0.9, ...}, seed=0)
+
+**Tokenisation.** A split is the list of its Parquet files (stage 01's shards, read in file-name order). Its rows are
+streamed with pyarrow, one record batch at a time, and tokenised in batches, one task per file or per
+``rows_per_task`` rows of one, by ``num_proc`` spawned worker processes (in this process for a split smaller than
+:data:`POOL_MIN_BYTES`). Each task writes its ids into shards ``<task>-<n>.npy`` of at most ``shard_tokens`` tokens
+(``uint16`` when the vocabulary fits, else ``uint32``), each written to a temporary name and renamed; a worker holds
+one record batch and one shard buffer, so memory does not grow with the corpus. The cache entry
+``<cache>/<dataset>-<split>-<key>/`` (the shards and ``index.json``: tokens and documents per shard; rows, documents,
+tokens and characters per file) is built in ``.tmp-<entry>`` and renamed into place once complete, under a per-entry
+file lock: two processes asking for the same entry tokenise it once, and what a killed build left behind is removed
+by the next one. The key hashes the Parquet files (each hash remembered by path, size, mtime and inode:
+:func:`split_digests`), the tokenizer files, the EOS id, the parallel templates,
+``max_tokens``, the token dtype and :data:`CACHE_VERSION` — not ``num_proc`` nor the shard size, which change nothing
+in the stream. :class:`ShardedStream` reads the shards back as one 1-D array: ``len()`` and slices across shard
+boundaries, through memory maps.
+
+**Bounded tokenisation.** With ``max_tokens`` set, only a proportional prefix of every file is tokenised: a file
+holding ``r`` of the split's ``R`` rows (Parquet metadata) contributes whole rows, in order, while it has fewer than
+``max_tokens × r / R`` tokens, so every file overshoots its quota by less than one row (a parallel pair is one row:
+both of its documents are kept or neither). A prefix of every file rather than the first files: stage 01's early
+shards may hold one source only. The result is a deterministic function of the files, the tokenizer and
+``max_tokens``; a budget larger than the split gives the whole split. :func:`tokens_drawn` is what a run reads of each
+source; ``swallowlib.train.job`` tokenises that times ``train.data_margin`` (``None``: whole splits).
 
 **Packing.** Every document becomes ``[BOS] ids [EOS]`` (BOS from the tokenizer's post-processor, EOS appended here)
-and the documents of one source and split are concatenated, in corpus order, into one token stream. Sequence ``i``
-of a source is ``stream[i*L : i*L + L + 1]`` (``L`` = ``seq_len``): the model reads its first ``L`` tokens and
-predicts its last ``L``, so every token of the stream is a target exactly once and nothing is padded. The tail
-shorter than ``L + 1`` tokens is dropped. A parallel pair becomes one document per template (both directions).
+and the documents of one source and split are concatenated, in corpus order (file order, then row order), into one
+token stream. Sequence ``i`` of a source is ``stream[i*L : i*L + L + 1]`` (``L`` = ``seq_len``): the model reads its
+first ``L`` tokens and predicts its last ``L``, so every token of the stream is a target exactly once and nothing is
+padded. The tail shorter than ``L + 1`` tokens is dropped. A parallel pair becomes one document per template (both
+directions).
 
 **Mixing.** All training sequences hold ``L`` tokens, so a token ratio is a sequence ratio. The mix is exact per
 block: ``B`` is the smallest block size for which every ratio × ``B`` is an integer ``n_s``, and each block of ``B``
@@ -23,18 +55,22 @@ Step layout: optimizer step ``t`` consumes ``k`` in ``[t*G, (t+1)*G)`` with ``G 
 process ``r`` takes rows ``(a*world + r)*micro_batch …`` in its ``a``-th micro-batch, so the global batch of a step is
 the same for any split of ``G`` into processes and accumulation steps (the DDP test relies on this).
 
-``datasets`` is imported lazily: the GPU check runs this module on synthetic tokens where it is not installed.
+pyarrow and the tokenizer are imported lazily: the GPU check runs this module on synthetic tokens
+(:func:`synthetic_source`, a plain array) where neither is needed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import shutil
-import tempfile
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,29 +81,131 @@ from swallowlib.provenance import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-#: Bump when the packing format changes: old cache entries are then ignored.
-CACHE_VERSION = 1
+#: Bump when the cache format changes: old cache entries are then ignored.
+CACHE_VERSION = 2
 #: The sources a run can mix, in a fixed order (the order matters for the schedule).
 SOURCES = ("ja", "en", "parallel")
+#: Tokens per shard (32 MiB of uint16): a 10B-token split is ~600 files.
+SHARD_TOKENS = 1 << 24
+#: Rows per task when a whole file is tokenised: a large single file still spreads over the workers.
+ROWS_PER_TASK = 1 << 15
+#: Rows per tokenizer call (and per Parquet record batch).
+BATCH_ROWS = 256
+#: Splits smaller than this (Parquet bytes) are tokenised in this process: starting workers (spawn, each importing
+#: the tokenizer libraries) costs seconds, more than they save on a small split.
+POOL_MIN_BYTES = 1 << 26
+#: Memory maps a stream keeps open: each holds a file descriptor, and three sources of a 10B-token corpus would hold
+#: more shards than the usual limit of 1,024.
+MAX_OPEN_SHARDS = 64
 
 
 class DataError(RuntimeError):
     """Training data is missing or unusable; the message names the file and the command that builds it."""
 
 
+def token_dtype(vocab_size: int) -> np.dtype:
+    """``uint16`` when every id of a ``vocab_size`` vocabulary fits (ids 0 … 65535), else ``uint32``."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Packed sources
+# Streams and packed sources
+
+
+class ShardedStream:
+    """Token shards (``.npy`` files, in order) read as one read-only 1-D stream.
+
+    ``len(s)``, ``s[i]`` and ``s[a:b]`` (a fresh array holding only those tokens, read through memory maps, across
+    shard boundaries); ``np.asarray(s)`` reads the whole stream (for small ones: tests, inspection).
+    """
+
+    ndim = 1
+
+    def __init__(self, files: Sequence[Path], lengths: Sequence[int], dtype):
+        if len(files) != len(lengths):
+            raise ValueError(f"{len(files)} shard files but {len(lengths)} lengths")
+        self.files = [Path(f) for f in files]
+        self.dtype = np.dtype(dtype)
+        self.offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def _shard(self, i: int) -> np.ndarray:
+        m = self._maps.get(i)
+        if m is not None:
+            self._maps.move_to_end(i)
+            return m
+        m = np.load(self.files[i], mmap_mode="r")
+        want = int(self.offsets[i + 1] - self.offsets[i])
+        if m.ndim != 1 or len(m) != want or m.dtype != self.dtype:
+            raise DataError(
+                f"{self.files[i]}: {m.dtype}[{len(m)}], the index says {self.dtype}[{want}]: a damaged token "
+                f"cache entry; delete {self.files[i].parent} and it is rebuilt"
+            )
+        if len(self._maps) >= MAX_OPEN_SHARDS:
+            self._maps.popitem(last=False)
+        self._maps[i] = m
+        return m
+
+    def __getitem__(self, key):
+        n = len(self)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                raise TypeError("a token stream is sliced contiguously (step 1)")
+            if stop <= start:
+                return np.empty(0, dtype=self.dtype)
+            first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+            last = int(np.searchsorted(self.offsets, stop - 1, side="right")) - 1
+            parts = []
+            for i in range(first, last + 1):
+                lo, hi = self.offsets[i], self.offsets[i + 1]
+                if hi > lo:
+                    parts.append(self._shard(i)[max(start, lo) - lo : min(stop, hi) - lo])
+            return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + n if key < 0 else int(key)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} out of range for a stream of {n} tokens")
+            return self[i : i + 1][0]
+        raise TypeError(f"a token stream takes an int or a slice, not {type(key).__name__}")
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[0 : len(self)]
+        return a if dtype is None else a.astype(dtype)
+
+    def __getstate__(self) -> dict:
+        # Open maps are per process: a copy (another process, a pickle) opens its own.
+        return {**self.__dict__, "_maps": OrderedDict()}
+
+    def __repr__(self) -> str:
+        return f"ShardedStream({len(self)} tokens, {len(self.files)} shards, {self.dtype})"
 
 
 @dataclass
 class PackedSource:
-    """One source's token stream, cut into sequences of ``seq_len + 1`` tokens (stride ``seq_len``)."""
+    """One source's token stream, cut into sequences of ``seq_len + 1`` tokens (stride ``seq_len``).
+
+    ``stream``: anything 1-D with ``len()`` and contiguous slices (a :class:`ShardedStream` from the cache, a plain
+    array for synthetic tokens). The fields after ``chars`` describe a cached split: the token budget it was cut to
+    (``None``: all of it), the rows tokenised of all rows, and the cache entry.
+    """
 
     name: str
-    stream: np.ndarray  # 1-D token ids (uint16 or int32; memory-mapped from the cache)
+    stream: ShardedStream | np.ndarray
     seq_len: int
     docs: int = 0
     chars: int = 0
+    max_tokens: int | None = None
+    rows_used: int = 0
+    rows_total: int = 0
+    entry: str | None = None
 
     @property
     def n_sequences(self) -> int:
@@ -76,6 +214,11 @@ class PackedSource:
     @property
     def chars_per_token(self) -> float:
         return self.chars / max(1, len(self.stream))
+
+    @property
+    def whole(self) -> bool:
+        """Every row of the split was tokenised."""
+        return self.rows_used == self.rows_total
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """Sequences ``ids`` as an ``int64`` array of shape ``(len(ids), seq_len + 1)``."""
@@ -87,12 +230,12 @@ class PackedSource:
 def synthetic_source(n_tokens: int, vocab_size: int, seq_len: int, seed: int = 0) -> PackedSource:
     """Uniformly random tokens (ids 3 … vocab-1), for throughput checks where no corpus exists (GPU check)."""
     rng = np.random.default_rng(seed)
-    dtype = np.uint16 if vocab_size <= 65535 else np.int32
-    return PackedSource("synthetic", rng.integers(3, vocab_size, size=n_tokens).astype(dtype), seq_len)
+    stream = rng.integers(3, vocab_size, size=n_tokens).astype(token_dtype(vocab_size))
+    return PackedSource("synthetic", stream, seq_len)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tokenisation (datasets) and the on-disk cache
+# Tokenisation into shards, and the on-disk cache
 
 
 def file_sha256(path: Path) -> str:
@@ -110,11 +253,36 @@ def tokenizer_fingerprint(tokenizer_dir: Path) -> str:
     return h.hexdigest()
 
 
+def split_digests(files: Sequence[Path], cache_dir: Path) -> list[str]:
+    """The sha256 of every file, remembered in ``<cache_dir>/.sha256.json`` by path, size, mtime and inode.
+
+    A multi-billion-token split is tens of GB of Parquet: hashed once, not at every start of every process. Stage 01
+    writes a shard to a temporary name and renames it, so a rewritten shard has a new inode and mtime.
+    """
+    memo_path = Path(cache_dir) / ".sha256.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    out, changed = [], False
+    for f in files:
+        st = Path(f).stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        k = str(Path(f).resolve())
+        if memo.get(k, {}).get("stamp") != stamp:
+            memo[k] = {"stamp": stamp, "sha256": file_sha256(Path(f))}
+            changed = True
+        out.append(memo[k]["sha256"])
+    if changed:
+        write_json_atomic(memo_path, memo)
+    return out
+
+
 _TOKENIZERS: dict[str, object] = {}
 
 
 def _tokenizer(tokenizer_dir: str):
-    # One tokenizer per worker process: `datasets` pickles the function, not a loaded tokenizer.
+    # One tokenizer per process, loaded on first use: tasks carry the directory, not a loaded tokenizer.
     if tokenizer_dir not in _TOKENIZERS:
         from swallowlib.tokenizer.export import load_hf
 
@@ -122,46 +290,256 @@ def _tokenizer(tokenizer_dir: str):
     return _TOKENIZERS[tokenizer_dir]
 
 
-def _encode_batch(batch: dict, tokenizer_dir: str, eos_id: int, templates: list[str] | None) -> dict:
-    """``datasets.map`` function: texts (or rendered parallel pairs) -> token ids with EOS, and character counts."""
+def _row_texts(batch, templates: list[str] | None) -> list[str]:
+    """The documents of a record batch, ``k`` per row in row order (``k`` = 1, or one per parallel template)."""
     if templates is None:
-        texts = batch["text"]
-    else:
-        texts = [t.format(en=en, ja=ja) for en, ja in zip(batch["en"], batch["ja"], strict=True) for t in templates]
-    ids = _tokenizer(tokenizer_dir)(texts, add_special_tokens=True)["input_ids"]
-    return {"ids": [x + [eos_id] for x in ids], "chars": [len(t) for t in texts]}
+        return batch.column("text").to_pylist()
+    en, ja = batch.column("en").to_pylist(), batch.column("ja").to_pylist()
+    return [t.format(en=e, ja=j) for e, j in zip(en, ja, strict=True) for t in templates]
 
 
-def _stream_from_parquet(
-    parquet: Path, tokenizer_dir: Path, eos_id: int, templates: list[str] | None, num_proc: int, vocab_size: int
-) -> tuple[np.ndarray, dict]:
-    """Tokenise one split with ``datasets`` (batched, ``num_proc`` workers) and flatten it to one stream."""
-    import datasets
+def _save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+        f.flush()
+        os.fsync(f.fileno())  # the index that names this shard is written after it: never before its data is down
+    os.replace(tmp, path)
 
-    with tempfile.TemporaryDirectory(prefix="swallow-tok-") as tmp:
-        ds = datasets.Dataset.from_parquet(str(parquet), cache_dir=tmp)
-        n_rows = len(ds)
-        ds = ds.map(
-            _encode_batch,
-            batched=True,
-            batch_size=256,
-            num_proc=num_proc if n_rows >= 4 * num_proc else None,
-            remove_columns=ds.column_names,
-            fn_kwargs={"tokenizer_dir": str(tokenizer_dir), "eos_id": eos_id, "templates": templates},
-            desc=f"tokenise {parquet.parent.name}/{parquet.stem}",
-        )
-        table = ds.data.table
-        # The list column flattened by Arrow is the concatenation of all documents, without a Python loop.
-        ids = table.column("ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        dtype = np.uint16 if vocab_size <= 65535 else np.int32
-        stream = ids.astype(dtype)
-        meta = {"docs": len(ds), "tokens": int(len(stream)), "chars": int(np.sum(table.column("chars").to_numpy()))}
-        del ds, table
-    return stream, meta
+
+class _ShardWriter:
+    """Ids appended in order, written as ``<prefix>-<NNNNN>.npy`` shards of ``shard_tokens`` (the last one shorter)."""
+
+    def __init__(self, out_dir: Path, prefix: str, shard_tokens: int, dtype: np.dtype):
+        self.out_dir, self.prefix, self.size = Path(out_dir), prefix, shard_tokens
+        self.buf = np.empty(shard_tokens, dtype=dtype)  # pages are committed only as far as they are filled
+        self.fill = 0
+        self.written = 0  # tokens of this task in finished shards
+        self.ends: dict[int, int] = {}  # shard ordinal -> documents ending in it
+        self.shards: list[dict] = []
+
+    def write(self, ids: np.ndarray, doc_lengths: np.ndarray) -> None:
+        ends = self.written + self.fill + np.cumsum(doc_lengths)
+        for shard, n in zip(*np.unique((ends - 1) // self.size, return_counts=True), strict=True):
+            self.ends[int(shard)] = self.ends.get(int(shard), 0) + int(n)
+        while len(ids):
+            take = min(len(ids), self.size - self.fill)
+            self.buf[self.fill : self.fill + take] = ids[:take]
+            self.fill += take
+            ids = ids[take:]
+            if self.fill == self.size:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.fill:
+            return
+        name = f"{self.prefix}-{len(self.shards):05d}.npy"
+        _save_npy_atomic(self.out_dir / name, self.buf[: self.fill])
+        self.shards.append({"file": name, "tokens": self.fill, "docs": self.ends.get(len(self.shards), 0)})
+        self.written += self.fill
+        self.fill = 0
+
+
+def _row_groups(pf, start: int, stop: int) -> tuple[list[int], int]:
+    """The row groups of a Parquet file that hold rows ``[start, stop)``, and the index of the first row they hold."""
+    groups, first, pos = [], None, 0
+    for g in range(pf.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if pos < stop and pos + n > start:
+            groups.append(g)
+            first = pos if first is None else first
+        pos += n
+    return groups, first or 0
+
+
+def _tokenise_task(task: dict) -> dict:
+    """Tokenise rows ``[start, stop)`` of one Parquet file (at most its quota) into shards; returns the counts.
+
+    Runs in a worker process (or in this one): everything it needs is in ``task``.
+    """
+    import pyarrow.parquet as pq
+
+    tok = _tokenizer(task["tokenizer_dir"])
+    templates, eos = task["templates"], task["eos_id"]
+    per_row = 1 if templates is None else len(templates)
+    dtype = np.dtype(task["dtype"])
+    quota = None if task["quota"] is None else Fraction(*task["quota"])
+    start, stop = task["start"], task["stop"]
+    writer = _ShardWriter(Path(task["out_dir"]), f"{task['id']:05d}", task["shard_tokens"], dtype)
+    rows = docs = chars = tokens = 0
+    pf = pq.ParquetFile(task["path"])
+    groups, pos = _row_groups(pf, start, stop)
+    columns = ["text"] if templates is None else ["en", "ja"]
+    batches = (
+        pf.iter_batches(batch_size=task["batch_rows"], row_groups=groups, columns=columns, use_threads=False)
+        if groups else ()
+    )  # fmt: skip
+    for batch in batches:
+        lo, hi = max(0, start - pos), min(batch.num_rows, stop - pos)
+        pos += batch.num_rows
+        if hi > lo:
+            texts = _row_texts(batch.slice(lo, hi - lo), templates)
+            ids = tok(texts, add_special_tokens=True)["input_ids"]
+            lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
+            take = hi - lo
+            if quota is not None:  # whole rows while the file is short of its quota (exact, in Python ints)
+                row_tokens = lengths.reshape(-1, per_row).sum(axis=1).tolist()
+                before = itertools.accumulate(row_tokens[:-1], initial=tokens)
+                take = sum(1 for b in before if b * quota.denominator < quota.numerator)
+            n_docs = take * per_row
+            flat = np.fromiter(
+                itertools.chain.from_iterable(x + [eos] for x in ids[:n_docs]), dtype=np.int64,
+                count=int(lengths[:n_docs].sum()),
+            )  # fmt: skip
+            if len(flat) and flat.max() > np.iinfo(dtype).max:
+                raise DataError(
+                    f"{task['path']}: token id {int(flat.max())} does not fit {dtype}: the vocabulary size given "
+                    f"({task['vocab_size']}) is smaller than the tokenizer's ids"
+                )
+            writer.write(flat.astype(dtype), lengths[:n_docs])
+            rows += take
+            docs += n_docs
+            tokens += len(flat)
+            chars += sum(len(t) for t in texts[:n_docs])
+            if take < hi - lo:
+                break
+        if pos >= stop:
+            break
+    writer.flush()
+    return {"id": task["id"], "file": task["file"], "rows": rows, "docs": docs, "tokens": tokens, "chars": chars,
+            "shards": writer.shards}  # fmt: skip
+
+
+def _plan(files: list[Path], max_tokens: int | None, rows_per_task: int) -> tuple[list[dict], list[int]]:
+    """The tokenisation tasks of a split, in stream order, and the row count of every file."""
+    import pyarrow.parquet as pq
+
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    total = sum(rows)
+    tasks = []
+    for i, (f, r) in enumerate(zip(files, rows, strict=True)):
+        if r == 0:
+            continue
+        if max_tokens is not None:  # one task per file: its quota is counted from its first row
+            tasks.append({"file": i, "path": str(f), "start": 0, "stop": r, "quota": (max_tokens * r, total)})
+            continue
+        for a in range(0, r, rows_per_task):
+            tasks.append({"file": i, "path": str(f), "start": a, "stop": min(r, a + rows_per_task), "quota": None})
+    for i, t in enumerate(tasks):
+        t["id"] = i
+    return tasks, rows
+
+
+def _worker_init() -> None:
+    # num_proc workers each running the tokenizer's own thread pool over every core would oversubscribe the machine.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def _run_tasks(tasks: list[dict], num_proc: int, label: str) -> Iterator[dict]:
+    """Each task's result, in task order: in this process, or in ``num_proc`` spawned workers."""
+    if num_proc <= 1 or len(tasks) <= 1:
+        yield from map(_tokenise_task, tasks)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold CUDA, OpenMP or tokenizer thread pools that a forked child inherits broken.
+    ctx = multiprocessing.get_context("spawn")
+    workers = min(num_proc, len(tasks))
+    log.info("%s: %d tasks on %d worker processes", label, len(tasks), workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as ex:
+        yield from ex.map(_tokenise_task, tasks)
+
+
+def _build_entry(
+    files: list[Path], tmp: Path, *, max_tokens: int | None, num_proc: int, rows_per_task: int, common: dict,
+    label: str,
+) -> dict:  # fmt: skip
+    """Tokenise a split into shards under ``tmp``; returns its index (the caller writes it, last)."""
+    tasks, rows = _plan(files, max_tokens, rows_per_task)
+    for t in tasks:
+        t.update(common, out_dir=str(tmp))
+    per_file = [{"path": str(f), "rows": r, "rows_used": 0, "docs": 0, "tokens": 0, "chars": 0}
+                for f, r in zip(files, rows, strict=True)]  # fmt: skip
+    shards = []
+    every = max(1, len(tasks) // 20)
+    if sum(f.stat().st_size for f in files) < POOL_MIN_BYTES:
+        num_proc = 1
+    for done, res in enumerate(_run_tasks(tasks, num_proc, label), 1):
+        pf = per_file[res["file"]]
+        for k in ("docs", "tokens", "chars"):
+            pf[k] += res[k]
+        pf["rows_used"] += res["rows"]
+        shards += res["shards"]
+        if done % every == 0 or done == len(tasks):
+            log.info("%s: %d/%d tasks, %s tokens", label, done, len(tasks), f"{sum(p['tokens'] for p in per_file):,}")
+    return {
+        "shards": shards,
+        "files": per_file,
+        **{k: sum(p[k] for p in per_file) for k in ("rows", "rows_used", "docs", "tokens", "chars")},
+        "shard_tokens": common["shard_tokens"],
+        "max_tokens": max_tokens,
+    }
+
+
+@contextmanager
+def _entry_lock(cache_dir: Path, stem: str):
+    """Exclusive, per cache entry, across processes: the second asker waits and then reads the first one's entry."""
+    import fcntl
+
+    with open(cache_dir / f".lock-{stem}", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process tokenising %s", stem)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _locked(cache_dir: Path, stem: str) -> bool:
+    import fcntl
+
+    lock = cache_dir / f".lock-{stem}"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def clear_stale_tmp(cache_dir: Path, stem: str | None = None) -> None:
+    """Remove what killed tokenisations left behind (never a finished entry, nor a build that is running).
+
+    ``stem``: only that entry's build directory (the caller holds its lock, as :func:`load_packed` does). ``None``:
+    every build directory no live process holds the lock of, and stray temporary files.
+    """
+    cache_dir = Path(cache_dir)
+    if stem is None:
+        for p in cache_dir.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+    for p in cache_dir.glob(".tmp-*"):
+        s = p.name[len(".tmp-") :]
+        if (s == stem) if stem is not None else not _locked(cache_dir, s):
+            log.info("removing %s (left by a killed tokenisation)", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _as_files(files: Sequence[Path] | Path) -> list[Path]:
+    if isinstance(files, (str, os.PathLike)):
+        p = Path(files)
+        return sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    return [Path(f) for f in files]
 
 
 def load_packed(
-    parquet: Path,
+    files: Sequence[Path] | Path,
     tokenizer_dir: Path,
     *,
     seq_len: int,
@@ -173,51 +551,82 @@ def load_packed(
     name: str | None = None,
     build: bool = True,
     hint: str = "",
+    max_tokens: int | None = None,
+    shard_tokens: int = SHARD_TOKENS,
+    rows_per_task: int = ROWS_PER_TASK,
+    batch_rows: int = BATCH_ROWS,
 ) -> PackedSource:
-    """The packed token stream of one corpus split, from the cache or tokenised now (then cached atomically).
+    """The packed token stream of one corpus split, from the cache or tokenised now (then published atomically).
 
+    ``files``: the split's Parquet files in stream order (``paths.corpus_split_files``; a split directory or one file
+    also works). ``max_tokens``: tokenise only a proportional prefix of every file (module doc); ``None``: all of it.
     ``build=False``: a missing cache entry is a DataError (``hint`` says how to build it) instead of tokenising here.
-
-    The cache key hashes the parquet file, the tokenizer files, the EOS id, the parallel templates and
-    :data:`CACHE_VERSION`; ``seq_len`` is not part of it (the stream is cut at read time).
+    ``shard_tokens``, ``rows_per_task`` and ``batch_rows`` shape the work, not the stream (they are not in the key);
+    ``seq_len`` is not either: the stream is cut at read time.
     """
-    parquet = Path(parquet)
+    files = _as_files(files)
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
+    if shard_tokens < 1 or rows_per_task < 1 or batch_rows < 1:
+        raise ValueError("shard_tokens, rows_per_task and batch_rows must be >= 1")
+    dataset = files[0].parent.parent.name if files else (name or "split")
+    label = f"{dataset}-{files[0].parent.name}" if files else dataset
+    where = files[0].parent if files else label
+    dtype = token_dtype(vocab_size)
+    cache_dir = Path(cache_dir)
     key_src = {
         "version": CACHE_VERSION,
-        "parquet": file_sha256(parquet),
+        "files": split_digests(files, cache_dir),
         "tokenizer": tokenizer_fingerprint(tokenizer_dir),
         "eos": eos_id,
         "templates": templates,
+        "max_tokens": max_tokens,
+        "dtype": dtype.name,
     }
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:16]
-    stem = f"{parquet.parent.name}-{parquet.stem}-{key}"
-    npy, meta_path = Path(cache_dir) / f"{stem}.npy", Path(cache_dir) / f"{stem}.json"
-    if not (npy.is_file() and meta_path.is_file()):
+    stem = f"{label}-{key}"
+    entry = cache_dir / stem
+    if not (entry / "index.json").is_file():
         if not build:
-            raise DataError(f"{parquet}: not tokenised yet for {Path(tokenizer_dir).name}; prepare it first: {hint}")
-        log.info("tokenising %s with %s", parquet, tokenizer_dir)
-        stream, meta = _stream_from_parquet(parquet, tokenizer_dir, eos_id, templates, num_proc, vocab_size)
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, stream)
-            os.replace(tmp, npy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        write_json_atomic(meta_path, {**meta, "key": key_src, "parquet_path": str(parquet)})
-    meta = json.loads(meta_path.read_text())
-    stream = np.load(npy, mmap_mode="r")
-    return PackedSource(name or parquet.parent.name, stream, seq_len, docs=meta["docs"], chars=meta["chars"])
+            raise DataError(f"{where}: not tokenised yet for {Path(tokenizer_dir).name}; prepare it first: {hint}")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with _entry_lock(cache_dir, stem):
+            if not (entry / "index.json").is_file():  # not built by whoever held the lock before us
+                clear_stale_tmp(cache_dir, stem)
+                tmp = cache_dir / f".tmp-{stem}"
+                tmp.mkdir()
+                cap = f" (at most ~{max_tokens:,} tokens)" if max_tokens is not None else ""
+                log.info("tokenising %s (%d files) with %s%s", where, len(files), tokenizer_dir, cap)
+                common = {"tokenizer_dir": str(tokenizer_dir), "eos_id": eos_id, "templates": templates,
+                          "dtype": dtype.name, "vocab_size": vocab_size, "shard_tokens": shard_tokens,
+                          "batch_rows": batch_rows}  # fmt: skip
+                index = _build_entry(files, tmp, max_tokens=max_tokens, num_proc=num_proc,
+                                     rows_per_task=rows_per_task, common=common, label=label)  # fmt: skip
+                index.update(key=key_src, dtype=dtype.name)
+                write_json_atomic(tmp / "index.json", index)  # last: a directory without it is not an entry
+                shutil.rmtree(entry, ignore_errors=True)  # a damaged entry (no index) would block the rename
+                os.replace(tmp, entry)
+                log.info("%s: %s tokens, %s documents -> %s", label, f"{index['tokens']:,}", f"{index['docs']:,}",
+                         entry)  # fmt: skip
+    index = json.loads((entry / "index.json").read_text())
+    stream = ShardedStream([entry / s["file"] for s in index["shards"]], [s["tokens"] for s in index["shards"]],
+                           index["dtype"])  # fmt: skip
+    return PackedSource(
+        name or dataset, stream, seq_len, docs=index["docs"], chars=index["chars"], max_tokens=index["max_tokens"],
+        rows_used=index["rows_used"], rows_total=index["rows"], entry=entry.name,
+    )  # fmt: skip
 
 
-def clear_stale_tmp(cache_dir: Path) -> None:
-    """Remove temporary files a killed tokenisation left behind (never a finished entry)."""
-    for p in Path(cache_dir).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-    for p in Path(cache_dir).glob(".tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
+def tokens_drawn(ratios: dict[str, float], n_sequences: int, seq_len: int) -> dict[str, int]:
+    """Per source, the stream tokens that a run of ``n_sequences`` training sequences reads (an upper bound).
+
+    Per block of ``B`` sequences source ``s`` gets ``n_s``; the last, partial block is counted as if ``s`` came first
+    in it. ``m`` distinct sequences of a source span ``m × seq_len + 1`` tokens of its stream.
+    """
+    B, counts = block_counts(ratios)
+    full, rest = divmod(n_sequences, B)
+    seqs = {s: full * n + min(n, rest) for s, n in counts.items()}
+    return {s: m * seq_len + 1 if m else 0 for s, m in seqs.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------

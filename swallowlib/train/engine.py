@@ -403,9 +403,14 @@ def check_memory(job: Job, config, world: int, device_bytes: float) -> None:
         log.warning("%s: tight on memory: %s", job.name, line)
 
 
+def steps_for_tokens(tokens: int, batch_size: int, seq_len: int) -> int:
+    """Optimizer steps that cover a token budget (the last step may overshoot by < one step)."""
+    return max(1, math.ceil(tokens / (batch_size * seq_len)))
+
+
 def total_steps_of(job: Job) -> int:
-    """Optimizer steps that cover the job's token budget (the last step may overshoot by < one step)."""
-    return max(1, math.ceil(job.tokens / (job.batch_size * job.seq_len)))
+    """Optimizer steps that cover the job's token budget."""
+    return steps_for_tokens(job.tokens, job.batch_size, job.seq_len)
 
 
 def grad_accum_of(job: Job, world_size: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from swallowlib import paths
@@ -15,7 +16,7 @@ from swallowlib.config import Config, ConfigError, RunConfig, run_checkpoint_fra
 from swallowlib.provenance import fingerprint, provenance
 from swallowlib.train import data as tdata
 from swallowlib.train import model as modeling
-from swallowlib.train.engine import Job, TrainError, resolve_precision
+from swallowlib.train.engine import Job, TrainError, resolve_precision, steps_for_tokens
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,22 @@ def _init_identity(init: str) -> dict:
     return {"init": init, "files": files, "trainer_state": state}
 
 
-def corpus_split(cfg: Config, source: str, split: str) -> Path:
-    p = paths.corpus_dir(cfg.profile) / source / f"{split}.parquet"
-    if not p.is_file():
-        raise TrainError(f"{p}: missing corpus split (build it with `make corpus PROFILE={cfg.profile}`)")
-    return p
+def corpus_split(cfg: Config, source: str, split: str) -> list[Path]:
+    """The Parquet shards of one stage-01 split, in stream order (an empty split has none)."""
+    try:
+        return paths.corpus_split_files(cfg.profile, source, split)
+    except FileNotFoundError as e:  # its message names the directory and `make corpus PROFILE=…`
+        raise TrainError(str(e)) from None
+
+
+def source_budgets(cfg: Config, rc: RunConfig) -> dict[str, dict]:
+    """Per training source of a run: the stream tokens the run reads from it (``drawn``) and the tokens to tokenise
+    (``max_tokens``: ``drawn`` × ``train.data_margin``, or ``None`` = the whole split when no margin is set)."""
+    tc = cfg.train
+    n_sequences = steps_for_tokens(rc.tokens, tc.batch_size, tc.seq_len) * tc.batch_size
+    drawn = tdata.tokens_drawn({s: r for s, r in rc.mix.items() if r > 0}, n_sequences, tc.seq_len)
+    margin = tc.data_margin
+    return {s: {"drawn": d, "max_tokens": None if margin is None else math.ceil(d * margin)} for s, d in drawn.items()}
 
 
 def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
@@ -125,19 +137,23 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         else:
             model_config = modeling.llama_config(tc.model, vocab, bos_id=tok.bos_token_id or 1, eos_id=eos)
 
-    # --- data: tokenised once per (tokenizer, split) and cached for every run of the profile
+    # --- data: tokenised once per (tokenizer, split, token cap) and cached for every run of the profile. With
+    # train.data_margin set, a training split is tokenised only as far as the run reads it (with that margin);
+    # validation splits are small and always whole.
     cache = paths.token_cache_dir(cfg.profile)
-    sources = [s for s, r in rc.mix.items() if r > 0]
+    budgets = source_budgets(cfg, rc)
     train_src, valid_src = {}, {}
     multi = accelerator is not None and accelerator.num_processes > 1
     hint = f"python -m swallowlib.train --config {cfg.path} --run {run} --prepare"
-    for s in sources:
+    for s in budgets:
         templates = list(tc.parallel_template) if s == "parallel" else None
         kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=eos, vocab_size=vocab, templates=templates,
-                  num_proc=tc.num_proc, name=s, build=not multi)  # fmt: skip
-        train_src[s] = tdata.load_packed(corpus_split(cfg, s, "train"), tok_dir, **kw, hint=hint)
+                  num_proc=tc.num_proc, name=s, build=not multi, hint=hint)  # fmt: skip
+        train_src[s] = tdata.load_packed(
+            corpus_split(cfg, s, "train"), tok_dir, **kw, max_tokens=budgets[s]["max_tokens"]
+        )
         if tc.eval_sequences:
-            valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw, hint=hint)
+            valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw)
     seed = rc.seed if rc.seed is not None else cfg.seed
     mixture = tdata.Mixture(train_src, rc.mix, seed)
     eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}
@@ -155,8 +171,20 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         "init_resolved": init,
         "tokenizer_dir": str(tok_dir),
         "optimizer": to_dict(ocfg),
+        # tokens: the stream tokenised; max_tokens: its cap (None: the whole split); drawn: what the run reads of it.
         "data": {
-            s: {"docs": src.docs, "tokens": int(len(src.stream)), "chars": src.chars, "sequences": src.n_sequences}
+            s: {
+                "docs": src.docs,
+                "tokens": int(len(src.stream)),
+                "chars": src.chars,
+                "sequences": src.n_sequences,
+                "max_tokens": src.max_tokens,
+                "drawn": budgets[s]["drawn"],
+                "rows_used": src.rows_used,
+                "rows_total": src.rows_total,
+                "whole_split": src.whole,
+                "cache_entry": src.entry,
+            }
             for s, src in train_src.items()
         },
     }
