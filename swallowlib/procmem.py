@@ -19,8 +19,9 @@ has its own thread, and an inner one sees only what happened during its block. :
 Limits of a sampled sum, stated so a reader can judge the numbers:
 
 - A spike shorter than the interval can fall between two samples; so can a worker that lives less than one interval.
-- RSS counts a page shared between processes once per process (e.g. a forked worker's copy-on-write pages that
-  neither side has written), so a forked tree reads high, never low; the sum is an upper bound of physical use.
+- On Linux each process counts its proportional set size (PSS: a page shared by k processes counts 1/k in each), so
+  a forked worker's copy-on-write pages are not counted twice; elsewhere resident set size (RSS) is summed, which
+  counts shared pages once per process and reads high, never low.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ class TreeSample:
     processes: int
 
 
+def _resident(p: psutil.Process) -> int:
+    """Proportional set size where the kernel reports it (Linux): a page shared by k processes counts 1/k in each, so
+    the sum over a forked tree is its physical use; resident set size elsewhere."""
+    if _HAS_PSS:
+        try:
+            return p.memory_full_info().pss
+        except (psutil.AccessDenied, AttributeError):
+            pass
+    return p.memory_info().rss
+
+
+_HAS_PSS = psutil.LINUX
+
+
 def tree_rss(pid: int | None = None) -> TreeSample:
     """The resident memory of process ``pid`` (default: this one) and all its live descendants, summed.
 
@@ -56,7 +71,7 @@ def tree_rss(pid: int | None = None) -> TreeSample:
     total, n = 0, 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            total += _resident(p)
             n += 1
         except psutil.Error:  # exited (or became a zombie we may not read) since children() listed it
             continue

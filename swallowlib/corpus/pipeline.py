@@ -264,8 +264,9 @@ def _ingest(cc: CorpusConfig, units: list[dict], work: Path) -> dict[str, Any]:
         JsonlWriter(str(ingest / "docs"), output_filename="${lang}/${rank}.jsonl.gz"),
     ]
     run_pipelines([make_executor(pipeline, cc.executor, ingest / "logs", tasks=len(units))], cc.executor)
-    raw_sizes: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    raw_sizes: dict[str, dict[str, dict[str, int]]] = {u["source"]: {} for u in units}
     skipped: dict[str, dict] = {"extract": {}, "align": {}}
+    by_source: dict[str, dict] = {}
     for f in sorted((ingest / "stats").glob("*.json")):
         st = json.loads(f.read_text())
         for key, v in st["raw"].items():
@@ -273,7 +274,10 @@ def _ingest(cc: CorpusConfig, units: list[dict], work: Path) -> dict[str, Any]:
             _add_counts(acc, v)
         _add_counts(skipped["extract"], st["extract"])
         _add_counts(skipped["align"], st["align"])
-    return {"raw_sizes": dict(raw_sizes), "skipped_inputs": skipped}
+        mine = by_source.setdefault(st["source"], {"tasks": 0})
+        mine["tasks"] += 1
+        _add_counts(mine, {k: st["extract"][k] for k in ("skipped", "notes")})
+    return {"raw_sizes": raw_sizes, "skipped_inputs": skipped, "skipped_by_source": by_source}
 
 
 # --------------------------------------------------------------------------------------------------------------

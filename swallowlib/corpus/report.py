@@ -60,6 +60,8 @@ def raw_sizes_table(r: dict) -> pd.DataFrame:
     """Documents/characters (or pairs) extracted per source, before filtering."""
     rows = []
     for src, by in r["raw_sizes"].items():
+        if not by:  # an input that yielded nothing is shown, not dropped from the table
+            rows.append({"source": src, "kind": "nothing extracted", "units": 0, "chars_ja": 0, "chars_en": 0})
         for lang, v in by.items():
             if lang == "pairs":
                 rows.append(
@@ -237,20 +239,23 @@ def decontamination_table(r: dict) -> pd.DataFrame:
 
 
 def skipped_table(r: dict) -> pd.DataFrame:
-    """Inputs counted and skipped instead of crashing the stage: undecodable or empty files, NUL bytes, symlinked
-    duplicates, non-content pages (extraction); pairs rejected by the cleaning rules, unmatched pages (alignment)."""
+    """Inputs counted and skipped instead of crashing the stage, per source: undecodable or empty files, NUL bytes,
+    symlinked duplicates, non-content pages, unreadable Hub shards, retried network failures (extraction); pairs
+    rejected by the cleaning rules, unmatched pages (alignment)."""
     rows = []
-    ex = r["skipped_inputs"]["extract"]
-    for group in ("skipped", "notes"):
-        rows.extend({"step": "extract", "reason": k, "count": v} for k, v in sorted(ex.get(group, {}).items()))
+    for src, ex in sorted(r.get("skipped_by_source", {}).items()):
+        for group in ("skipped", "notes"):
+            rows.extend({"step": "extract", "source": src, "reason": k, "count": v}
+                        for k, v in sorted(ex.get(group, {}).items()))
     al = r["skipped_inputs"]["align"]
     rows.extend(
-        {"step": "align", "reason": f"rejected: {k}", "count": v} for k, v in sorted(al.get("rejected", {}).items())
+        {"step": "align", "source": "", "reason": f"rejected: {k}", "count": v}
+        for k, v in sorted(al.get("rejected", {}).items())
     )
     for k in ("files_unmatched", "files_failed"):
         if al.get(k):
-            rows.append({"step": "align", "reason": k, "count": al[k]})
-    return pd.DataFrame(rows, columns=["step", "reason", "count"])
+            rows.append({"step": "align", "source": "", "reason": k, "count": al[k]})
+    return pd.DataFrame(rows, columns=["step", "source", "reason", "count"])
 
 
 def cost_table(r: dict) -> pd.DataFrame:
