@@ -104,9 +104,12 @@ def test_run_dedup_removes_near_duplicates(tmp_path: Path) -> None:
     assert res["chars_removed"] == sum(len(texts[i]) for i in removed)
     assert res["chars_in"] == res["chars_out"] + res["chars_removed"]
     assert len(res["examples"]) == 3 and all(len(e["text"]) <= 300 for e in res["examples"])
-    # deterministic: a second run (into the same, replaced folders) keeps the same documents
-    again = run_dedup(tmp_path / "in", tmp_path / "out", tmp_path / "work", DedupConfig(), ex, None)
-    assert read_ids(tmp_path / "out") == kept and again["docs_removed"] == 3
+    # deterministic: a second run into fresh folders keeps the same documents
+    again = run_dedup(tmp_path / "in", tmp_path / "out2", tmp_path / "work2", DedupConfig(), ex, None)
+    assert read_ids(tmp_path / "out2") == kept and again["docs_removed"] == 3
+    # resumable: a rerun over the same folders finds every task complete, runs nothing and reports the same
+    rerun = run_dedup(tmp_path / "in", tmp_path / "out", tmp_path / "work", DedupConfig(), ex, tmp_path / "removed")
+    assert rerun == res
 
 
 def test_run_dedup_disabled_copies_through(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from swallowlib.config import DedupConfig, ExecutorConfig
 from swallowlib.corpus.executors import make_executor, run_pipelines
-from swallowlib.corpus.filters import SafeJsonlReader, metric_total, read_stats, summarise_exclusions
+from swallowlib.corpus.filters import SafeJsonlReader, check_apart, metric_total, read_stats, summarise_exclusions
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def run_dedup(
     """
     input_dir, output_dir, work = Path(input_dir), Path(output_dir), Path(work_dir)
     removed = Path(removed_dir) if removed_dir else work / "removed"
+    check_apart(input_dir, output_dir, work)
     mh = minhash_config(cfg)
     sigs, buckets, clusters, logs = work / "signatures", work / "buckets", work / "clusters", work / "logs"
 

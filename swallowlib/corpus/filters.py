@@ -614,6 +614,15 @@ class SafeJsonlReader(JsonlReader):
             log.warning("%s: stopped reading a corrupt file (%s)", filepath, e)
 
 
+def check_apart(*dirs: Path) -> None:
+    """Refuse directories that are, contain or lie inside one another: a step's writer would read its own output."""
+    res = [Path(d).resolve() for d in dirs]
+    for i, a in enumerate(res):
+        for b in res[i + 1 :]:
+            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                raise ValueError(f"{a} overlaps {b}; use separate directories")
+
+
 def metric_total(value: Any) -> int:
     """The ``total`` of one datatrove stats entry (which is a bare number when only the total is set)."""
     if isinstance(value, dict):
@@ -686,6 +695,7 @@ def run_quality_pipeline(
     whose statistic raised is dropped by that rule (stats: ``errors``) and counted with it.
     """
     input_dir, output_dir, work = Path(input_dir), Path(output_dir), Path(work_dir)
+    check_apart(input_dir, output_dir, work)
     excl = work / "excluded"
     logs = work / "logs"
     pipeline: list[PipelineStep] = [SafeJsonlReader(str(input_dir))]
