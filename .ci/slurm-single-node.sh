@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A throwaway single-node Slurm (Debian's slurmctld + slurmd + munge) for tests/test_executors.py's real-Slurm test.
+# A throwaway single-node Slurm (Debian's slurmctld + slurmd + munge) for the real-Slurm tests
+# (tests/test_executors.py, tests/test_pipeline.py).
 #   bash .ci/slurm-single-node.sh start   # installs the packages if missing, starts the daemons, waits for the node
 #   export SLURM_CONF=/tmp/swallow-slurm/slurm.conf SWALLOW_SLURM_PARTITION=debug
 #   bash .ci/slurm-single-node.sh stop
-# Measured on the project's 2-core machine: install ~12 s, daemons up and the node idle in ~1 s.
+# CI starts it before `make test` and stops it after; when it does not come up, the real-Slurm tests skip.
 # Everything but the packages and munge's socket lives under $DIR, so /etc/slurm is never touched.
 set -euo pipefail
 DIR=${SLURM_SINGLE_NODE_DIR:-/tmp/swallow-slurm}

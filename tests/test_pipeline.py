@@ -303,32 +303,56 @@ def test_a_killed_stage_resumes_its_unfinished_tasks_and_equals_an_uninterrupted
     assert ra["funnel"] == rb["funnel"] and ra["sizes"] == rb["sizes"] and ra["raw_sizes"] == rb["raw_sizes"]
 
 
+def _built_on(built, tmp_path, executor, name):
+    """The fixture's corpus built with ``executor`` and with the local executor, for comparison."""
+    data = yaml.safe_load(built["cfg_path"].read_text())
+    data["corpus"]["dedup"] = {"enabled": True}  # an earlier test may have switched it off in the shared config
+    out = {}
+    for kind, ex in (("local", {"kind": "local", "workers": 1, "tasks": 1}), (name, executor)):
+        data["corpus"]["executor"] = ex
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        out[kind] = (load_config(path), tmp_path / kind / "corpus")
+    return pipeline.build_corpus(out["local"][0], out=out["local"][1]), out[name]
+
+
+def _assert_same_corpus(a, b):
+    for name in ("ja", "en", "parallel"):
+        for s in pipeline.SPLITS:
+            assert sorted(p.name for p in (a / name / s).glob("*")) == sorted(p.name for p in (b / name / s).glob("*"))
+            pd.testing.assert_frame_equal(_split(a, name, s), _split(b, name, s))
+    ra, rb = (json.loads((d / "report.json").read_text()) for d in (a, b))
+    for key in ("raw_sizes", "funnel", "sizes", "decontamination", "skipped_inputs"):
+        assert ra[key] == rb[key], key
+
+
 @pytest.mark.ray
 @pytest.mark.filterwarnings("ignore:placement_group:DeprecationWarning")
 def test_the_stage_on_ray_equals_the_local_executor(built, tmp_path):
     """The whole stage (ingest, filters, MinHash, finalize) on a local Ray instance started here: the same
     documents in the same shards, the same counts, as the local executor."""
     ray = pytest.importorskip("ray")
-    data = yaml.safe_load(built["cfg_path"].read_text())
-    data["corpus"]["executor"] = {"kind": "ray", "workers": 2, "tasks": 1, "options": {"mem_per_cpu_gb": 0.25}}
-    data["corpus"]["dedup"] = {"enabled": True}  # an earlier test may have switched it off in the shared config
-    ray_cfg = tmp_path / "ray.yaml"
-    ray_cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    data["corpus"]["executor"] = {"kind": "local", "workers": 1, "tasks": 1}
-    local_cfg = tmp_path / "local.yaml"
-    local_cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    local = pipeline.build_corpus(load_config(local_cfg), out=tmp_path / "local" / "corpus")
+    ray_ex = {"kind": "ray", "workers": 2, "tasks": 1, "options": {"mem_per_cpu_gb": 0.25}}
+    local, (cfg, out) = _built_on(built, tmp_path, ray_ex, "ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        on_ray = pipeline.build_corpus(load_config(ray_cfg), out=tmp_path / "ray" / "corpus")
+        on_ray = pipeline.build_corpus(cfg, out=out)
     finally:
         ray.shutdown()
-    for name in ("ja", "en", "parallel"):
-        for s in pipeline.SPLITS:
-            assert sorted(p.name for p in (local / name / s).glob("*")) == sorted(
-                p.name for p in (on_ray / name / s).glob("*")
-            )
-            pd.testing.assert_frame_equal(_split(local, name, s), _split(on_ray, name, s))
-    ra, rb = (json.loads((d / "report.json").read_text()) for d in (local, on_ray))
-    for key in ("raw_sizes", "funnel", "sizes", "decontamination", "skipped_inputs"):
-        assert ra[key] == rb[key], key
+    _assert_same_corpus(local, on_ray)
+
+
+@pytest.mark.slurm
+def test_the_stage_on_slurm_equals_the_local_executor(built, tmp_path):
+    """The whole stage submitted to a real Slurm cluster (``.ci/slurm-single-node.sh start`` makes one), each step
+    waited for through its completion markers: the same corpus as the local executor."""
+    import os
+
+    partition = os.environ.get("SWALLOW_SLURM_PARTITION")
+    if not partition:
+        pytest.skip("no Slurm cluster: set SWALLOW_SLURM_PARTITION (.ci/slurm-single-node.sh starts one)")
+    options = {"partition": partition, "time": "00:10:00", "mem_per_cpu_gb": 1, "wait_poll_s": 1,
+               "wait_timeout_s": 600}  # fmt: skip
+    local, (cfg, out) = _built_on(built, tmp_path, {"kind": "slurm", "workers": 2, "tasks": 1, "options": options},
+                                  "slurm")  # fmt: skip
+    _assert_same_corpus(local, pipeline.build_corpus(cfg, out=out))
