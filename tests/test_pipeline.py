@@ -342,17 +342,20 @@ def test_the_stage_on_ray_equals_the_local_executor(built, tmp_path):
     _assert_same_corpus(local, on_ray)
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 def test_the_stage_on_slurm_equals_the_local_executor(built, tmp_path):
     """The whole stage submitted to a real Slurm cluster (``.ci/slurm-single-node.sh start`` makes one), each step
-    waited for through its completion markers: the same corpus as the local executor."""
+    waited for through its completion markers: the same corpus as the local executor. Slow (``-m slow``): each of
+    the stage's dozen pipelines pays Slurm's scheduling and a Python start per task; CI runs the shorter chain of
+    tests/test_executors.py on the same cluster."""
     import os
 
     partition = os.environ.get("SWALLOW_SLURM_PARTITION")
     if not partition:
         pytest.skip("no Slurm cluster: set SWALLOW_SLURM_PARTITION (.ci/slurm-single-node.sh starts one)")
     options = {"partition": partition, "time": "00:10:00", "mem_per_cpu_gb": 1, "wait_poll_s": 1,
-               "wait_timeout_s": 600}  # fmt: skip
+               "wait_grace_s": 0, "wait_timeout_s": 600}  # fmt: skip
     local, (cfg, out) = _built_on(built, tmp_path, {"kind": "slurm", "workers": 2, "tasks": 1, "options": options},
                                   "slurm")  # fmt: skip
     _assert_same_corpus(local, pipeline.build_corpus(cfg, out=out))
