@@ -19,6 +19,8 @@ has its own thread, and an inner one sees only what happened during its block. :
 Limits of a sampled sum, stated so a reader can judge the numbers:
 
 - A spike shorter than the interval can fall between two samples; so can a worker that lives less than one interval.
+  The interval grows with the cost of a sample (see :class:`TreePeak`), to about a second for a tree of several
+  large processes.
 - On Linux each process counts its proportional set size (PSS: a page shared by k processes counts 1/k in each), so
   a forked worker's copy-on-write pages are not counted twice; elsewhere resident set size (RSS) is summed, which
   counts shared pages once per process and reads high, never low.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -81,9 +84,12 @@ def tree_rss(pid: int | None = None) -> TreeSample:
 class TreePeak:
     """Context manager that keeps the peak of :func:`tree_rss` over its block (see the module docstring).
 
-    ``interval_s`` is the sampling period; 0.15 s keeps a sample's cost (one walk over ``/proc``) well under 1% of
-    a core while still catching a worker that holds its memory for a fraction of a second.
+    ``interval_s`` is the shortest sampling period. Reading a process's PSS makes the kernel walk its page tables,
+    which takes milliseconds for a large process, so the period stretches to ``COST_FACTOR`` times the last
+    sample's duration: the sampler never takes more than ~2% of a core, whatever the tree's size.
     """
+
+    COST_FACTOR = 50
 
     def __init__(self, interval_s: float = 0.15, pid: int | None = None):
         if interval_s <= 0:
@@ -109,8 +115,11 @@ class TreePeak:
 
     def _loop(self) -> None:
         # Event.wait rather than sleep: __exit__ stops the thread at once instead of up to one interval later.
-        while not self._stop.wait(self.interval_s):
+        wait = self.interval_s
+        while not self._stop.wait(wait):
+            t0 = time.perf_counter()
             self.sample()
+            wait = max(self.interval_s, self.COST_FACTOR * (time.perf_counter() - t0))
 
     def __enter__(self) -> TreePeak:
         if self._thread is not None:
