@@ -21,7 +21,8 @@ is 102,400. Generation is seeded and happens once per size, under ``runs/bench/c
 ``manifest.json`` of its counts; a changed corpus or generator regenerates it.
 
 **Measurements**, each in its own process (``SWALLOW_RUNS`` pointing at ``runs/bench/corpus_scale/runs``), with the
-tree peak taken from outside the process:
+tree peak sampled from outside the process every 0.05 s and never below the largest single process's ``ru_maxrss``
+(which catches a run shorter than a few samples); CPU seconds of the tree are shown beside the wall time:
 
 - stage 01: ``build_corpus(cfg, force=True)`` of a config with no catalogue sources, the two generated ``local``
   sources and the profile's filters, dedup and split; characters/s counts the generated input's characters. The
@@ -54,6 +55,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psutil
 import yaml
 
 from swallowlib import paths
@@ -349,12 +351,45 @@ def _child(what: str, a: dict) -> dict:
     raise ValueError(f"unknown measurement {what!r}")
 
 
+class _TreeWatch(TreePeak):
+    """:class:`TreePeak` that also keeps the CPU seconds of every process it saw in the tree.
+
+    The child's own ``getrusage`` misses workers that a pool's server process forks and reaps (datatrove's
+    ``multiprocess`` forkserver is never waited for), so CPU time is summed here, per process, from its last sample;
+    a process loses at most its last interval.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.05):
+        super().__init__(interval_s=interval_s, pid=pid)
+        self._cpu: dict[tuple[int, float], float] = {}
+
+    def sample(self):
+        s = super().sample()
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return s
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                self._cpu[(proc.pid, proc.create_time())] = t.user + t.system
+            except psutil.Error:
+                continue
+        return s
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self._cpu.values())
+
+
 def _measure(what: str, a: dict, env: dict) -> dict:
     """Run one measurement in a child process; add the peak memory of the child's tree, sampled from here (and never
-    below the largest single process of the tree, which the child reports)."""
+    below the largest single process of the tree, which the child reports), its CPU seconds and the load average."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what, json.dumps(a)]
+    load0 = os.getloadavg()[0]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
-        with TreePeak(interval_s=0.05, pid=proc.pid) as mem:
+        with _TreeWatch(proc.pid) as mem:
             out, err = proc.communicate()
     line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("SCALE-JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -363,6 +398,8 @@ def _measure(what: str, a: dict, env: dict) -> dict:
     r = json.loads(line[len("SCALE-JSON ") :])
     r.update(sampled_peak_mb=mem.peak_mb, peak_processes=mem.peak_processes, samples=mem.samples)
     r["peak_mb"] = max(mem.peak_mb, r["max_single_mb"])
+    r["cpu_s"] = max(r["cpu_s"], mem.cpu_s)
+    r["load"] = (load0 + os.getloadavg()[0]) / 2
     return r
 
 
@@ -436,7 +473,7 @@ def run_scale(sizes: list[int], workers_size: int | None, num_proc: int = 1, pro
             s1 = _measure("stage01", {"config": str(cfg)}, env)
             if w == workers:
                 r["stage01"] = s1
-            results["workers"].setdefault(k, {})[w] = s1["wall_s"]
+            results["workers"].setdefault(k, {})[w] = {key: s1[key] for key in ("wall_s", "cpu_s", "load")}
             if w != workers:
                 shutil.rmtree(runs / f"scale-x{k}-w{w}", ignore_errors=True)
         split = runs / f"scale-x{k}-w{workers}" / "corpus" / "ja" / "train"
@@ -503,9 +540,9 @@ def targets(results: dict) -> list[dict]:
         out.append({"name": f"{label}: chars/s {sizes[-1]}x / {sizes[0]}x >= 1.0", "value": speed,
                     "pass": speed >= 1.0})  # fmt: skip
     wc = results.get("workers_compared") or {}
-    walls = results["workers"].get(wc.get("size"), {})
-    if 1 in walls and wc["workers"] in walls:
-        sp = walls[1] / walls[wc["workers"]]
+    runs = results["workers"].get(wc.get("size"), {})
+    if 1 in runs and wc["workers"] in runs:
+        sp = runs[1]["wall_s"] / runs[wc["workers"]]["wall_s"]
         out.append({"name": f"stage 01 at {wc['size']}x: {wc['workers']} workers vs 1 (tasks {wc['tasks']}) "
                             f">= {TARGET_SPEEDUP}x", "value": sp, "pass": sp >= TARGET_SPEEDUP})  # fmt: skip
     return out
@@ -513,8 +550,8 @@ def targets(results: dict) -> list[dict]:
 
 def table(results: dict) -> str:
     sizes = sorted(results["sizes"])
-    head = ["step", "size", "records", "chars", "wall s", "CPU s", "chars/s", "vs smallest", "peak MB (tree)",
-            "vs smallest", "processes at peak"]  # fmt: skip
+    head = ["step", "size", "records", "chars", "wall s", "CPU s", "load", "chars/s", "vs smallest",
+            "peak MB (tree)", "vs smallest", "processes at peak"]  # fmt: skip
     body = []
     for step, label in STEPS:
         lo = results["sizes"][sizes[0]]
@@ -523,8 +560,9 @@ def table(results: dict) -> str:
             m = r[step]
             cps, cps0 = _chars(step, r) / m["wall_s"], _chars(step, lo) / lo[step]["wall_s"]
             body.append([label, f"{k}x", f"{r['records']:,}", f"{_chars(step, r):,}", f"{m['wall_s']:.1f}",
-                         f"{m['cpu_s']:.1f}", f"{cps:,.0f}", f"{cps / cps0:.2f}x", f"{m['peak_mb']:,.0f}",
-                         f"{m['peak_mb'] / lo[step]['peak_mb']:.2f}x", str(m["peak_processes"])])  # fmt: skip
+                         f"{m['cpu_s']:.1f}", f"{m.get('load', float('nan')):.1f}", f"{cps:,.0f}",
+                         f"{cps / cps0:.2f}x", f"{m['peak_mb']:,.0f}", f"{m['peak_mb'] / lo[step]['peak_mb']:.2f}x",
+                         str(m["peak_processes"])])  # fmt: skip
     w = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     fmt = lambda xs: "| " + " | ".join(x.rjust(w[i]) if i > 1 else x.ljust(w[i]) for i, x in enumerate(xs)) + " |"  # noqa: E731
     lines = [fmt(head), "|" + "|".join("-" * (n + 2) for n in w) + "|", *map(fmt, body)]
@@ -535,8 +573,9 @@ def table(results: dict) -> str:
                      f"{s1['report_peak_processes']} processes; kept documents {s1['kept_docs']}; "
                      f"ja train split in {s1['ja_train_shards']} shard(s); steps (s): {steps}")  # fmt: skip
     wc = results.get("workers_compared") or {}
-    for w_, s in sorted(results["workers"].get(wc.get("size"), {}).items()):
-        lines.append(f"stage 01 at {wc['size']}x with {w_} worker(s), {wc['tasks']} tasks: {s:.1f} s")
+    for w_, m in sorted(results["workers"].get(wc.get("size"), {}).items()):
+        lines.append(f"stage 01 at {wc['size']}x with {w_} worker(s), {wc['tasks']} tasks: {m['wall_s']:.1f} s wall, "
+                     f"{m['cpu_s']:.1f} s CPU, load average {m['load']:.1f}")  # fmt: skip
     load = results.get("load_average")
     if load:
         lines.append(

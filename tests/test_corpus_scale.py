@@ -166,7 +166,8 @@ def test_targets_are_computed_from_the_measurements():
                             "ja_train_shards": 2},
                 "sample": m(wall / 10, 100), "tokenise": m(wall / 2, 200)}  # fmt: skip
 
-    results = {"sizes": {1: size(1, 10.0, 400.0), 4: size(4, 30.0, 600.0)}, "workers": {1: {1: 18.0, 2: 10.0}},
+    workers = {w: {"wall_s": t, "cpu_s": 18.0, "load": 1.0} for w, t in ((1, 18.0), (2, 10.0))}
+    results = {"sizes": {1: size(1, 10.0, 400.0), 4: size(4, 30.0, 600.0)}, "workers": {1: workers},
                "workers_compared": {"size": 1, "workers": 2, "tasks": 2}}  # fmt: skip
     got = {t["name"]: t for t in bcs.targets(results)}
     mem = got["stage 01: peak memory 4x / 1x <= 1.25"]
