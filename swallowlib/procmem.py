@@ -9,7 +9,7 @@ sum of children alive at the same time.
 
     with TreePeak() as mem:            # samples every 0.15 s in a daemon thread, plus once on entry and on exit
         run_the_stage()
-    mem.peak_mb                        # largest sum of RSS over the tree seen, MB (2**20 bytes)
+    mem.peak_mb                        # largest sum over the tree seen (PSS on Linux, else RSS), MB (2**20 B)
     mem.peak_processes                 # how many processes made up that sum
     mem.baseline_mb                    # the sum at entry, to tell the block's own growth from what was there
 
