@@ -21,8 +21,9 @@ is 102,400. Generation is seeded and happens once per size, under ``runs/bench/c
 ``manifest.json`` of its counts; a changed corpus or generator regenerates it.
 
 **Measurements**, each in its own process (``SWALLOW_RUNS`` pointing at ``runs/bench/corpus_scale/runs``), with the
-tree peak sampled from outside the process every 0.05 s and never below the largest single process's ``ru_maxrss``
-(which catches a run shorter than a few samples); CPU seconds of the tree are shown beside the wall time:
+tree peak sampled from outside the process (PSS summed over the tree) and never below the measured process's own
+peak RSS (``VmHWM``, which catches a run shorter than a few samples); CPU seconds of the tree are shown beside the
+wall time, and the load average during the measurement:
 
 - stage 01: ``build_corpus(cfg, force=True)`` of a config with no catalogue sources, the two generated ``local``
   sources and the profile's filters, dedup and split; characters/s counts the generated input's characters. The
@@ -320,6 +321,7 @@ def _child(what: str, a: dict) -> dict:
         from swallowlib.corpus.pipeline import build_corpus
 
         cfg = load_config(a["config"])
+        started = time.time()
         t0 = time.perf_counter()
         out = build_corpus(cfg, force=True)
         wall = time.perf_counter() - t0
@@ -331,7 +333,7 @@ def _child(what: str, a: dict) -> dict:
                               for lang in LANGS},
                 "ja_train_chars": ja["train"]["chars"], "ja_train_docs": ja["train"]["docs"],
                 "ja_train_shards": len(list((out / "ja" / "train").glob("*.parquet"))),
-                "steps_s": rep.get("timings_s", {})}  # fmt: skip
+                "steps_s": rep.get("timings_s", {}), "started": started}  # fmt: skip
     files = sorted(Path(a["split"]).glob("*.parquet"))
     if what == "sample":
         from swallowlib.corpus import shards
@@ -362,9 +364,13 @@ class _TreeWatch(TreePeak):
     def __init__(self, pid: int, interval_s: float = 0.05):
         super().__init__(interval_s=interval_s, pid=pid)
         self._cpu: dict[tuple[int, float], float] = {}
+        self.peak_at = 0.0  # time.time() of the sample that set the peak
 
     def sample(self):
+        before = self.peak_mb
         s = super().sample()
+        if self.peak_mb > before:
+            self.peak_at = time.time()
         try:
             root = psutil.Process(self.pid)
             procs = [root, *root.children(recursive=True)]
@@ -383,6 +389,32 @@ class _TreeWatch(TreePeak):
         return sum(self._cpu.values())
 
 
+def _own_peak_mb() -> float:
+    """This process's peak resident memory since it exec'd (``VmHWM``), MB: a lower bound of the tree's peak where
+    the run was too short for the sampler. Not ``ru_maxrss``: Linux carries the parent's resident size at fork
+    across ``execve`` into it, so every child of a large benchmark process would report at least that."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def _step_at(steps_s: dict[str, float], t: float) -> str:
+    """The stage step running ``t`` seconds after the stage started, from its step timings laid end to end (the
+    untimed moments between steps make this approximate)."""
+    end = 0.0
+    for name, dt in steps_s.items():
+        if name == "total":
+            continue
+        end += dt
+        if t <= end:
+            return name
+    return "after the last step"
+
+
 def _measure(what: str, a: dict, env: dict) -> dict:
     """Run one measurement in a child process; add the peak memory of the child's tree, sampled from here (and never
     below the largest single process of the tree, which the child reports), its CPU seconds and the load average."""
@@ -399,6 +431,8 @@ def _measure(what: str, a: dict, env: dict) -> dict:
     r.update(sampled_peak_mb=mem.peak_mb, peak_processes=mem.peak_processes, samples=mem.samples)
     r["peak_mb"] = max(mem.peak_mb, r["max_single_mb"])
     r["cpu_s"] = max(r["cpu_s"], mem.cpu_s)
+    if "started" in r:
+        r["peak_step"] = _step_at(r["steps_s"], mem.peak_at - r["started"])
     r["load"] = (load0 + os.getloadavg()[0]) / 2
     return r
 
@@ -571,7 +605,8 @@ def table(results: dict) -> str:
         steps = ", ".join(f"{name} {v:.0f}" for name, v in s1.get("steps_s", {}).items())
         lines.append(f"stage 01 at {k}x: its own report.json peak {s1['report_peak_mb']} MB over "
                      f"{s1['report_peak_processes']} processes; kept documents {s1['kept_docs']}; "
-                     f"ja train split in {s1['ja_train_shards']} shard(s); steps (s): {steps}")  # fmt: skip
+                     f"ja train split in {s1['ja_train_shards']} shard(s); steps (s): {steps}; tree peak during "
+                     f"~{s1.get('peak_step', '?')}")  # fmt: skip
     wc = results.get("workers_compared") or {}
     for w_, m in sorted(results["workers"].get(wc.get("size"), {}).items()):
         lines.append(f"stage 01 at {wc['size']}x with {w_} worker(s), {wc['tasks']} tasks: {m['wall_s']:.1f} s wall, "
@@ -615,10 +650,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         r = _child(args.child[0], json.loads(args.child[1]))
         me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-        # CPU seconds beside wall seconds show how much of the machine the measurement had; the largest single
-        # process's maxrss bounds the tree peak from below where the run was too short for the sampler.
         r["cpu_s"] = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-        r["max_single_mb"] = max(me.ru_maxrss, kids.ru_maxrss) / 1024
+        r["max_single_mb"] = _own_peak_mb()
         print("SCALE-JSON " + json.dumps(r), flush=True)
         return
     sizes = [1, 2] if args.quick else _sizes(args.sizes)
