@@ -52,7 +52,7 @@ BINS = 128  # one-permutation MinHash: bins per signature (the top 7 bits of a s
 ROWS = 4  # LSH: bins per band; BINS // ROWS = 32 bands
 CHUNK_CHARS = 2_000_000  # training characters hashed per numpy batch (exact check)
 NEAR_CHUNK_CHARS = 1_000_000  # unit characters per batch (near check; bounds the n_units × 128 signature arrays)
-SEEN_UNITS_MAX = 2_000_000  # distinct training units remembered to skip repeats (~150 MB at most)
+SEEN_UNITS_MAX = 250_000  # distinct training units remembered to skip repeats (a cache: ~20 MB at most)
 BITMAP_BITS = 22  # prefilter: 4M-bit table of anchor hash prefixes, so most lookups never reach searchsorted
 
 

@@ -56,7 +56,8 @@ def iter_column(files: Iterable[str | Path], column: str = "text", batch_rows: i
         names = pf.schema_arrow.names
         if column not in names:
             raise KeyError(f"{f}: no column {column!r} (it has {', '.join(names)})")
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=[column]):
+        # one thread: pyarrow's threaded reader decodes row groups ahead and holds them
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=[column], use_threads=False):
             for v in batch.column(0).to_pylist():
                 if isinstance(v, str):
                     yield v
