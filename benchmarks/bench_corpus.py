@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +25,17 @@ from swallowlib.corpus import decontam, dedup, extract, filters, pipeline
 N_EVAL = 2000  # eval texts in the decontamination benchmark
 
 
-def _smoke_work() -> Path:
-    """The benchmark profile's corpus work directory (raw and filtered JSONL shards), building the corpus if needed."""
+def _smoke_raw() -> Path:
+    """The benchmark profile's documents as stage 01's ingest step writes them (``<dir>/<lang>/*.jsonl.gz``, before
+    any filter), made once under ``runs/bench/`` (the stage itself removes its work directory when it finishes)."""
     cfg = load_config(PROFILE)
-    work = paths.run_dir(PROFILE) / "work" / "corpus"
-    if not (work / "raw" / "ja").is_dir() or not pipeline.is_up_to_date(cfg):
-        pipeline.build_corpus(cfg, force=True)
-    return work
+    work = paths.RUNS / "bench" / f"corpus-ingest-{PROFILE}"
+    done = work / "DONE"
+    if not done.is_file() or done.read_text() != pipeline.corpus_fingerprint(cfg):
+        shutil.rmtree(work, ignore_errors=True)
+        pipeline.ingest(cfg, work)
+        done.write_text(pipeline.corpus_fingerprint(cfg))
+    return work / "ingest" / "docs"
 
 
 def _texts(d: Path) -> list[str]:
@@ -44,8 +49,8 @@ def _texts(d: Path) -> list[str]:
 def bench_filters() -> list[dict]:
     """All Swallow rules on the raw Japanese smoke documents: a plain Python loop over the rule functions
     (baseline) vs the datatrove pipeline with 1 and 2 local workers (same rules, plus JSONL I/O)."""
-    work = _smoke_work()
-    texts = _texts(work / "raw" / "ja")
+    raw = _smoke_raw()
+    texts = _texts(raw / "ja")
     chars = sum(map(len, texts))
     qcfg = load_config(PROFILE).corpus.filters["ja"]
     rows = []
@@ -66,7 +71,7 @@ def bench_filters() -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             filters.run_quality_pipeline(
-                work / "raw" / "ja",
+                raw / "ja",
                 Path(tmp) / "out",
                 "ja",
                 qcfg,
@@ -81,8 +86,7 @@ def bench_filters() -> list[dict]:
 
 def bench_dedup() -> list[dict]:
     """MinHash dedup (character 5-grams, 40×20) over the raw English smoke documents: 1 vs 2 local workers."""
-    work = _smoke_work()
-    src = work / "raw" / "en"
+    src = _smoke_raw() / "en"
     chars = sum(map(len, _texts(src)))
     cfg = load_config(PROFILE).corpus.dedup
     rows = []
@@ -110,8 +114,8 @@ def bench_decontam() -> list[dict]:
     """Exact+near contamination check of the smoke eval candidates against all training text: the project's
     indexed check vs a naive baseline (normalised substring search of every eval text in every training text,
     exact only) on the same eval texts."""
-    work = _smoke_work()
-    train = _texts(work / "raw" / "ja") + _texts(work / "raw" / "en")
+    raw = _smoke_raw()
+    train = _texts(raw / "ja") + _texts(raw / "en")
     out = paths.corpus_dir(PROFILE)
     evals = []
     for name in ("parallel", "synopsis", "faq"):

@@ -463,6 +463,29 @@ def stage_code_files() -> list[Path]:
     return [p for p in sorted(here.glob("*.py")) if p.name != "report.py"] + [Path(paths.__file__).parent / "stage.py"]
 
 
+def fetch_sources(cc: CorpusConfig) -> tuple[list[dict], dict[str, dict[str, Path]]]:
+    """Fetch and unpack every catalogue archive of the config: ``(manifest entries, roots per source and archive)``."""
+    manifest: list[dict] = []
+    roots: dict[str, dict[str, Path]] = {}
+    for name in cc.sources:
+        roots[name] = {}
+        for arc in CATALOGUE[name].archives:
+            fa = fetch.fetch(arc)
+            manifest.append(fa.manifest_entry(name))
+            roots[name][arc.name] = fetch.unpack(fa)
+    return manifest, roots
+
+
+def ingest(cfg: Config, work: Path) -> Path:
+    """The ingest step alone, into ``work`` (benchmarks, debugging): returns ``work/ingest/docs`` with one folder of
+    gzipped JSONL shards per language, the documents as the quality filters receive them."""
+    cc = cfg.corpus
+    _, roots = fetch_sources(cc)
+    with _datatrove_log(Path(work) / "datatrove.log"):
+        _ingest(cc, input_units(cc, roots), Path(work))
+    return Path(work) / "ingest" / "docs"
+
+
 def _stage(cfg: Config, out: Path | None = None) -> Stage:
     return Stage("corpus", cfg, out or paths.corpus_dir(cfg.profile),
                  {"corpus": to_dict(cfg.corpus), "seed": cfg.seed}, stage_code_files())
@@ -507,13 +530,7 @@ def _build(cfg: Config, st: Stage, staged: Path, work: Path) -> None:
         return split_of(group, sp.valid, sp.test, sp.seed)
 
     with st.step("fetch"):
-        manifest, roots = [], {}
-        for name in cc.sources:
-            roots[name] = {}
-            for arc in CATALOGUE[name].archives:
-                fa = fetch.fetch(arc)
-                manifest.append(fa.manifest_entry(name))
-                roots[name][arc.name] = fetch.unpack(fa)
+        manifest, roots = fetch_sources(cc)
         write_json_atomic(staged / "manifest.json", {"archives": manifest})
 
     with st.step("ingest"), _datatrove_log(work / "datatrove.log"):
