@@ -326,11 +326,13 @@ def _assert_same_corpus(a, b):
         assert ra[key] == rb[key], key
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.filterwarnings("ignore:placement_group:DeprecationWarning")
 def test_the_stage_on_ray_equals_the_local_executor(built, tmp_path):
     """The whole stage (ingest, filters, MinHash, finalize) on a local Ray instance started here: the same
-    documents in the same shards, the same counts, as the local executor."""
+    documents in the same shards, the same counts, as the local executor. Slow (``-m slow``): a dozen pipelines,
+    each placing its Ray tasks afresh; CI runs the shorter Ray chain of tests/test_executors.py."""
     ray = pytest.importorskip("ray")
     ray_ex = {"kind": "ray", "workers": 2, "tasks": 1, "options": {"mem_per_cpu_gb": 0.25}}
     local, (cfg, out) = _built_on(built, tmp_path, ray_ex, "ray")
