@@ -413,9 +413,11 @@ def _cut_eval_sets(cfg: Config, candidates, owner, labels) -> tuple[dict, dict, 
     return out, counts, contaminated
 
 
-def _write_pairs(staged: Path, work: Path, split, drop: set[str]) -> dict:
-    """The parallel splits as Parquet (streamed in batches); returns their sizes."""
+def _write_pairs(staged: Path, work: Path, split, drop: set[str]) -> tuple[dict, int]:
+    """The parallel splits as Parquet (streamed in batches); returns their sizes and the number of unique pairs
+    (the contaminated test pairs in ``drop`` included)."""
     sizes: dict[str, Any] = {s: {"pairs": 0, "chars_en": 0, "chars_ja": 0} for s in SPLITS}
+    unique = 0
     by_source: Counter[str] = Counter()
     writers: dict[str, pq.ParquetWriter] = {}
     batches: dict[str, list[dict]] = {s: [] for s in SPLITS}
@@ -430,6 +432,7 @@ def _write_pairs(staged: Path, work: Path, split, drop: set[str]) -> dict:
 
     try:
         for p in _pairs(work, split):
+            unique += 1
             if p["split"] == "test" and p["id"] in drop:
                 continue
             s = p.pop("split")
@@ -447,7 +450,7 @@ def _write_pairs(staged: Path, work: Path, split, drop: set[str]) -> dict:
         for w in writers.values():
             w.close()
     sizes["by_source"] = {src: {"pairs": n} for src, n in sorted(by_source.items())}
-    return sizes
+    return sizes, unique
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -592,12 +595,13 @@ def _build(cfg: Config, st: Stage, staged: Path, work: Path) -> None:
             ),
         )
         evals, report["decontamination"], contaminated = _cut_eval_sets(cfg, candidates, owner, labels)
-        report["parallel"] = {"pairs_aligned": sum(v.get("pairs", {}).get("pairs", 0)
-                                                   for v in report["raw_sizes"].values()),
-                              "pairs_unique": sum(1 for _ in _pairs(work, split))}
 
     with st.step("write"):
-        sizes["parallel"] = _write_pairs(staged, work, split, contaminated)
+        sizes["parallel"], unique = _write_pairs(staged, work, split, contaminated)
+        report["parallel"] = {
+            "pairs_aligned": sum(v.get("pairs", {}).get("pairs", 0) for v in report["raw_sizes"].values()),
+            "pairs_unique": unique,
+        }
         for name, rows in evals.items():
             write_text_atomic(staged / "eval" / f"{name}.jsonl",
                               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
