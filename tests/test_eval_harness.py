@@ -459,7 +459,8 @@ def test_a_failing_task_is_recorded_the_others_kept_and_only_it_retried(tree, tm
     err = "ValueError: boom: the documents are unreadable"
     assert not s1["failed"] and s1["task_failures"] == [("base", "step-00000004", "broken_task", err)]
     assert [(r, c) for r, c, _ in s1["evaluated"]] == [("base", "step-00000004")]
-    assert res["swallow"]["tasks"]["swallow_bpb_ja"] == {"status": "ok"}
+    assert res["swallow"]["tasks"]["swallow_bpb_ja"] == {"status": "ok", "window_tokens": 32}  # train.seq_len
+    assert res["swallow"]["bpb_protocol"]["window_tokens"] == 32
     assert res["swallow"]["tasks"]["broken_task"]["status"] == "failed"
     assert res["swallow"]["tasks"]["broken_task"]["error"] == err and "process_docs" in res["swallow"]["tasks"][
         "broken_task"]["traceback"]  # fmt: skip
@@ -504,7 +505,7 @@ def test_a_crash_mid_checkpoint_keeps_the_finished_tasks(tree, tmp_path, monkeyp
             harness.run_eval(cfg)
         partial = json.loads(out.read_text())
         s = harness.run_eval(cfg)
-    assert partial["swallow"]["tasks"] == {"swallow_bpb_ja": {"status": "ok"}}
+    assert partial["swallow"]["tasks"] == {"swallow_bpb_ja": {"status": "ok", "window_tokens": 32}}
     assert called == ["swallow_bpb_ja", "swallow_bpb_en", "swallow_bpb_en"]
     assert not s["task_failures"] and set(json.loads(out.read_text())["results"]) == {"swallow_bpb_ja",
                                                                                      "swallow_bpb_en"}  # fmt: skip

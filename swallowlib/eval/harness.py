@@ -11,11 +11,32 @@ A checkpoint that cannot be evaluated at all (no weights, a model that does not 
 (bits per byte, chrF, BLEU), which lm-eval leaves "N/A", is bootstrapped there from the per-document items stored in
 the JSON's samples, so results on disk gain it without re-evaluating the model.
 
+**The bits-per-byte protocol** (the local ``loglikelihood_rolling`` tasks, ``swallow_bpb_*``): a document is scored
+as windows of the training context, ``L`` = ``train.seq_len`` tokens *including the conditioning token* (at most the
+model's own context), and BOS conditions the first window but is never scored. With ``stream = [BOS] + ids``
+(``ids``: the document's pieces, no special tokens) the windows are the model inputs ``stream[0:L]``,
+``stream[L:2L]``, … each predicting its next ``L`` tokens, exactly as training cut its packed stream
+(``swallowlib.train.data``: sequence ``i`` reads ``stream[i*L : i*L + L]``); the last window is right-aligned to the
+document's end (input ``stream[-L-1:-1]``) and scores only the tokens no earlier window scored. The total
+log-likelihood is the sum over the ``len(ids)`` scored tokens; bits per byte = -total / ln 2 / UTF-8 bytes. This is
+lm-eval's own rolling machinery (``lm_eval.utils.get_rolling_token_windows`` with ``context_len=1``, then
+``make_disjoint_window``) run with the HFLM switched, for those tasks only, to ``add_bos_token=False`` (the document
+is encoded without BOS; BOS is only the rolling prefix, ``prefix_token_id``) and ``max_length=L``
+(:func:`rolling_protocol`). lm-eval's defaults would (1) encode BOS into the document and prefix it with BOS again,
+adding log p(BOS | BOS), some −10 nats that belong to zero bytes, to every document, and (2) use the model's
+``max_position_embeddings`` as the window, scoring long documents at positions training never reached — a penalty
+that grows with the number of tokens, so it falls on the tokenizer that makes more. Every result file records the
+protocol (``swallow.bpb_protocol``, and ``window_tokens`` in each rolling task's status). The other tasks (few-shot
+generation, multiple choice, the reference log-likelihood of translation) keep BOS at the start of their prompt, as
+every training document started with BOS, and the model's full context; the registry's rolling tasks of
+``eval.harness_tasks`` keep lm-eval's defaults, as published numbers for them are computed.
+
     python -m swallowlib.eval --config configs/tiny.yaml [--run cpt-ve] [--checkpoint DIR]
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +51,7 @@ from pathlib import Path
 from swallowlib import paths
 from swallowlib.config import Config, EvalConfig, to_dict
 from swallowlib.eval import metrics
-from swallowlib.eval.tasks import PREFIX, build_tasks, lm_eval_names
+from swallowlib.eval.tasks import PREFIX, build_tasks, is_rolling, lm_eval_names
 from swallowlib.provenance import provenance, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -176,6 +197,7 @@ def discover(cfg: Config, runs: list[str] | None = None) -> list[Checkpoint]:
 def task_fingerprint(cfg: Config, task_dir: Path) -> str:
     """A hash of the eval config and the generated task files: a changed task re-evaluates every checkpoint."""
     h = hashlib.sha256(json.dumps(to_dict(cfg.eval), sort_keys=True).encode())
+    h.update(json.dumps(bpb_protocol(cfg), sort_keys=True).encode())  # train.seq_len sets the window
     for f in sorted(task_dir.iterdir()):
         if f.is_file() and f.suffix in (".yaml", ".jsonl", ".py"):
             h.update(f.name.encode())
@@ -183,6 +205,44 @@ def task_fingerprint(cfg: Config, task_dir: Path) -> str:
     for f in (Path(metrics.__file__), Path(__file__)):
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def bpb_window(cfg: Config) -> int:
+    """The bits-per-byte window in tokens, conditioning token included: the training context ``train.seq_len``."""
+    return cfg.train.seq_len
+
+
+def bpb_protocol(cfg: Config) -> dict:
+    """How the local bits-per-byte tasks were scored, as recorded in every result file (see the module docstring).
+
+    ``window_tokens``: the configured window; a model whose own context is shorter gets its own (recorded per task,
+    ``swallow.tasks[<task>].window_tokens``).
+    """
+    return {"window_tokens": bpb_window(cfg), "bos": "conditions the first window, not scored",
+            "windows": "disjoint, the last right-aligned to the document end (lm-eval rolling, context_len=1)",
+            "bytes": "UTF-8 bytes of the document"}  # fmt: skip
+
+
+@contextlib.contextmanager
+def rolling_protocol(lm, window: int):
+    """The HFLM ``lm`` set to the bits-per-byte protocol for the duration: documents encoded without BOS (lm-eval
+    then puts BOS, its ``prefix_token_id``, before the first window only, as context) and windows of ``window``
+    tokens (or the model's context, if shorter). Yields the window used; restores both settings afterwards.
+
+    Two attributes of lm-eval's HFLM (``add_bos_token``, read by ``tok_encode``; ``_max_length``, read by the
+    ``max_length`` property) instead of a second model instance: the weights are loaded once. The known-answer
+    tests (tests/test_eval_bpb.py) fail if a later lm-eval reads them differently.
+    """
+    for attr in ("add_bos_token", "_max_length"):
+        if not hasattr(lm, attr):
+            raise RuntimeError(f"lm-eval's HFLM has no attribute {attr!r}: the bits-per-byte protocol needs updating")
+    saved = lm.add_bos_token, lm._max_length
+    used = min(window, lm.max_length)
+    lm.add_bos_token, lm._max_length = False, used
+    try:
+        yield used
+    finally:
+        lm.add_bos_token, lm._max_length = saved
 
 
 def _device(cfg: Config) -> str:
@@ -422,6 +482,10 @@ def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *,
     known = set(tm.all_tasks)
     # The model-token ROUGE reads the checkpoint's tokenizer from here (lm-eval passes no model to metrics).
     os.environ[metrics.TOKENIZER_ENV] = str(ck.tokenizer)
+    # BOS on: every training document started with BOS, so the prompts of the generation, multiple-choice and
+    # reference-likelihood tasks do too (as context, never scored), with the model's full context — their prompts
+    # are bounded by eval.max_chars / description_chars and the shots. The bits-per-byte tasks switch to their own
+    # protocol below (rolling_protocol: BOS as the rolling prefix only, windows of train.seq_len).
     lm = HFLM(pretrained=str(ck.path), tokenizer=str(ck.tokenizer), device=device, batch_size=ec.batch_size,
               dtype="float32" if device == "cpu" else "auto", add_bos_token=True, trust_remote_code=False)
     seeds = dict(random_seed=ec.seed, numpy_random_seed=ec.seed, torch_random_seed=ec.seed,
@@ -430,10 +494,14 @@ def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *,
         try:
             if name not in known:
                 raise ValueError(f"unknown lm-eval task {name!r} (not in the installed lm_eval registry)")
+            status: dict = {"status": "ok"}
             try:
-                r = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=shots, task_manager=tm,
-                                            bootstrap_iters=ec.bootstrap_iters, log_samples=True, limit=limit,
-                                            **seeds)
+                with rolling_protocol(lm, bpb_window(cfg)) if is_rolling(name) else contextlib.nullcontext() as w:
+                    r = lm_eval.simple_evaluate(model=lm, tasks=[name], num_fewshot=shots, task_manager=tm,
+                                                bootstrap_iters=ec.bootstrap_iters, log_samples=True, limit=limit,
+                                                **seeds)
+                if w is not None:
+                    status["window_tokens"] = w
             except AssertionError as e:
                 if not name.startswith(PREFIX):
                     raise
@@ -451,7 +519,7 @@ def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *,
             _free_accelerator()
         else:
             _merge(res, r)
-            res["tasks"][name] = {"status": "ok"}
+            res["tasks"][name] = status
         if on_task is not None:
             on_task(res)
     return res
@@ -550,7 +618,8 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         t0 = time.perf_counter()
         wall0 = prev["swallow"].get("wall_s", 0.0) if prev is not None else 0.0
         meta = {"run": ck.run, "checkpoint": ck.name, "path": str(ck.path), "step": ck.step, "tokens": ck.tokens,
-                "fingerprint": fp, "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid}
+                "fingerprint": fp, "bootstrap_iters": cfg.eval.bootstrap_iters, "weights": wid,
+                "bpb_protocol": bpb_protocol(cfg)}
 
         def save(res: dict, ck=ck, meta=meta, wall0=wall0, t0=t0, out=out) -> None:
             body = {k: v for k, v in res.items() if k != "tasks"}
@@ -592,7 +661,8 @@ def run_eval(cfg: Config, runs: list[str] | None = None, checkpoints: list[Path]
         done.append((ck, wall))
         log.info("%s/%s evaluated in %.1f s%s", ck.run, ck.name, wall, f", {len(bad)} task(s) FAILED" if bad else "")
     table = collect(cfg.profile, cfg.eval.bootstrap_iters)
-    write_json_atomic(paths.eval_dir(cfg.profile) / "provenance.json", provenance(cfg, "eval", fp))
+    write_json_atomic(paths.eval_dir(cfg.profile) / "provenance.json",
+                      provenance(cfg, "eval", fp) | {"bpb_protocol": bpb_protocol(cfg)})
     if task_failures:
         log.warning("%d task(s) failed: their scores are missing from the results table; they are retried on the "
                     "next run (listed in %s)", len(task_failures), paths.eval_dir(cfg.profile) / "failures.csv")

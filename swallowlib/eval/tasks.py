@@ -79,6 +79,12 @@ def lm_eval_names(task: str) -> list[str]:
     return [PREFIX + task]
 
 
+def is_rolling(name: str) -> bool:
+    """Whether an lm-eval task name is one of the local bits-per-byte tasks (``loglikelihood_rolling``), scored with
+    the protocol of :mod:`swallowlib.eval.harness` (windows of ``train.seq_len``, BOS never scored)."""
+    return name.startswith(PREFIX + "bpb_")
+
+
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
         raise EvalDataError(f"{path}: held-out file not found (run stage 01: make corpus)")
