@@ -7,12 +7,12 @@ the table changes.
 
     python -m swallowlib.analysis --config configs/tiny.yaml     # or: make analysis
 
-Decision rules. A difference between two checkpoints counts when it exceeds ``Z`` standard errors of the
-difference. For bits per byte that is a *paired* bootstrap over the held-out documents both scored (:func:`paired`,
-from the per-document samples stage 05 keeps); otherwise the two bootstrap stderrs of stage 05 are combined as if
-independent (conservative). Without any standard error a difference counts when it exceeds ``REL_FLOOR`` of the
-value, and the reason says so. Generation metrics whose values are all below ``GEN_FLOOR`` are called *inconclusive
-at this scale*: the models do not yet produce the text those metrics score.
+Decision rules: :mod:`swallowlib.verdict` (superiority, non-inferiority, equivalence, each with an interval), with
+the constants and margins of the config's ``analysis:`` section. A difference of bits per byte between two checkpoints
+gets its standard error from a *paired* bootstrap over the held-out documents both scored (:func:`paired`, from the
+per-document samples stage 05 keeps); without samples the two stderrs of stage 05 are combined as if independent
+(conservative); with seed replicates (``<run>-s<k>``) the spread between seeds is part of the error. Every claim is
+a row, whether or not this profile measured it ("not measured" and why).
 """
 
 from __future__ import annotations
@@ -29,31 +29,30 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
 from swallowlib import paths
-from swallowlib.config import Config, load_config
+from swallowlib import verdict as rules
+from swallowlib.config import AnalysisConfig, Config, load_config
 from swallowlib.provenance import save_figure, write_json_atomic, write_text_atomic
+from swallowlib.verdict import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, Estimate
 
 log = logging.getLogger(__name__)
 
-Z = 2.0  # standard errors a difference must exceed to count
-REL_FLOOR = 0.01  # without a standard error: a relative difference that counts
-GEN_FLOOR = 0.02  # chrF/ROUGE-2 (0-1 scale for ROUGE, 0-100 for chrF/100) below this everywhere: no signal yet
-EN_RETAINED = 0.05  # "English largely retained": English bits per byte rises by less than this fraction
 
-#: The paper's numbers (Swallow model cards, Dec 2023/Feb 2024, unweighted averages; abstract). See docs/study.md,
-#: "The paper", for the sources.
+#: The paper's numbers and words, each with its source: the Swallow (Llama 2) model cards of Dec 2023 / Feb 2024
+#: (unweighted task averages), the abstract of Fujii et al. (2024), or the paper's ablations; "likely" marks what
+#: the project infers about the paper's own setup. See docs/study.md, "The paper".
 PAPER = {
     "ja_improves": "JA avg (8 tasks) 0.320 → 0.394 (7B), 0.396 → 0.463 (13B), 0.483 → 0.553 (70B)",
     "monotonic": "JA score rises at every checkpoint (20, 40, …, 100B tokens)",
     "en_retained": "EN avg (6 tasks) 0.490 → 0.440 (7B, −5.0 pts), −4.8 (13B), −2.3 (70B)",
-    "efficient": "+11,176 pieces; \"fewer tokens, notably faster inference\" (model card; no ratio published)",
+    "efficient": '+11,176 pieces (model card); "the efficiency gained through vocabulary expansion" (abstract)',
     "ve_nve_ja": "JA avg VE 0.394 vs NVE 0.406 (7B), 0.463 vs 0.469 (13B), 0.553 vs 0.554 (70B)",
     "ve_nve_en": "EN avg VE 0.440 vs NVE 0.439 (7B), 0.492 vs 0.490 (13B)",
     "summ_cost": "XL-Sum ROUGE-2 VE − NVE: −2.9 (7B), −1.3 (13B), −4.9 (70B) pts",
-    "parallel": "parallel corpora improve translation (abstract; deltas not published)",
-    "parallel_other": "… without hurting the other tasks (abstract)",
-    "scratch": "Swallow 13B beats Japanese models trained from scratch; scratch needs ~20× the compute (slides)",
+    "parallel": 'parallel corpora "enhanced translation ability" (abstract)',
+    "parallel_other": "no loss on the other tasks (the paper's parallel-corpus ablation; no margin stated)",
+    "scratch": "Swallow beats LLMs trained from scratch in English and Japanese (abstract)",
     "init": "mean of the base pieces' embeddings (paper's choice; not compared there)",
-    "confound": "not examined (Swallow's XL-Sum scorer used the model's own tokens; docs/study.md)",
+    "confound": "not examined (Swallow's XL-Sum scorer likely counted the model's own tokens; docs/study.md)",
     "naive_merge": "merge script not public (likely appends every non-overlapping piece)",
     "ood": "measured on its own web corpus only",
     "continued": "not examined",
@@ -70,7 +69,7 @@ class Finding:
     measure: str
     ours: str
     paper: str
-    verdict: str  # "holds", "does not hold" or "inconclusive"
+    verdict: str  # one of swallowlib.verdict.VERDICTS
     reason: str
 
 
@@ -107,29 +106,6 @@ def curve_steps(df: pd.DataFrame, run: str, task: str, metric: str = "bits_per_b
     return [int(x) for x in sub.sort_values("tokens")["step"]]
 
 
-def compare(a: float, a_se: float, b: float, b_se: float) -> tuple[bool, str]:
-    """Whether ``a - b`` counts (see the module docstring) and how it was decided, for the reason column.
-
-    >>> compare(1.0, 0.01, 1.1, 0.01)[0]
-    True
-    >>> compare(1.0, 0.1, 1.1, 0.1)[0]
-    False
-    """
-    d = a - b
-    se = math.hypot(a_se, b_se) if not (math.isnan(a_se) or math.isnan(b_se)) else math.nan
-    if math.isnan(se):
-        ok = abs(d) > REL_FLOOR * max(abs(a), abs(b))
-        return ok, f"Δ {d:+.3f}, no stderr: {'>' if ok else '≤'} {REL_FLOOR:.0%} counts"
-    return _judge(d, se, "stderr")
-
-
-def _judge(d: float, se: float, unit: str) -> tuple[bool, str]:
-    """A difference ``d`` against its standard error ``se``: counts beyond ``Z`` of them; the reason's wording."""
-    if se == 0:  # every resample gave the same value (e.g. all scores 0): no spread to measure against
-        return d != 0, f"Δ {d:+.3f}, no spread"
-    return abs(d) > Z * se, f"Δ {d:+.3f} = {abs(d) / se:.1f} {unit}"
-
-
 def _result_json(profile: str, run: str, step: int | None = None) -> dict | None:
     """lm-eval's stored results (with per-document samples) of a run's checkpoint at ``step`` (default: its last).
 
@@ -147,16 +123,20 @@ def _result_json(profile: str, run: str, step: int | None = None) -> dict | None
 
 
 def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
-           metric: str = "bits_per_byte", iters: int = 1000, seed: int = 0) -> tuple[float, float] | None:  # fmt: skip
-    """``metric(a) - metric(b)`` and its **paired** bootstrap standard error: both checkpoints scored the same held-out
-    documents, so each resample draws the same documents for both (far tighter than two independent errors).
+           metric: str = "bits_per_byte", iters: int = 1000,
+           seed: int = 0) -> tuple[float, float, int] | None:  # fmt: skip
+    """``metric(a) - metric(b)``, its **paired** bootstrap standard error and the number of documents: both
+    checkpoints scored the same held-out documents, so each resample draws the same documents for both (far tighter
+    than two independent errors).
 
     ``a``/``b`` are (run, step); step None = the run's last checkpoint. None when either lacks per-document samples.
     Hand-written because lm-eval bootstraps one model at a time; the aggregation is stage 05's own.
     """
     from swallowlib.eval.metrics import CORPUS_AGGREGATIONS
 
-    f = CORPUS_AGGREGATIONS[metric]
+    f = CORPUS_AGGREGATIONS.get(metric)
+    if f is None:  # a mean metric (ROUGE, accuracy): stage 05's own stderr is already the right one
+        return None
     items = []
     for run, step in (a, b):
         res = _result_json(profile, run, step)
@@ -174,17 +154,7 @@ def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], t
     for _ in range(iters):
         idx = rng.integers(0, len(docs), len(docs))
         diffs.append(f([xa[i] for i in idx]) - f([xb[i] for i in idx]))
-    return f(xa) - f(xb), float(np.std(diffs, ddof=1))
-
-
-def compare_paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
-                   fallback: tuple[float, float, float, float]) -> tuple[bool, str]:  # fmt: skip
-    """Whether a − b counts, by the paired bootstrap when the samples exist, else by :func:`compare` on ``fallback``
-    = (a, a_se, b, b_se)."""
-    p = paired(profile, a, b, task)
-    if p is None:
-        return compare(*fallback)
-    return _judge(*p, "paired stderr")
+    return f(xa) - f(xb), float(np.std(diffs, ddof=1)), len(docs)
 
 
 def _fmt(v: float, se: float = math.nan, digits: int = 3) -> str:
@@ -240,290 +210,673 @@ def headline_table(profile: str, runs: list[str]) -> pd.DataFrame:
 # Findings
 
 
+@dataclass
+class _Ctx:
+    """What every row reads: the config, the tidy results, the runs this profile evaluates."""
+
+    cfg: Config
+    df: pd.DataFrame
+    runs: set[str]
+
+    @property
+    def p(self) -> str:
+        return self.cfg.profile
+
+    @property
+    def ac(self) -> AnalysisConfig:
+        return self.cfg.analysis
+
+    def missing(self, *names: str) -> list[str]:
+        return [n for n in names if n not in self.runs or not (self.df["run"] == n).any()]
+
+    def has_task(self, run: str, task: str, metric: str = "bits_per_byte") -> bool:
+        return not math.isnan(final(self.df, run, task, metric)[0])
+
+
+def seed_replicates(runs: set[str] | list[str], run: str) -> list[str]:
+    """``run`` and its seed replicates (``<run>-s<k>``, the same run with another seed), in seed order."""
+    reps = sorted((r for r in runs if r.startswith(f"{run}-s") and r[len(run) + 2:].isdigit()),
+                  key=lambda r: int(r[len(run) + 2:]))  # fmt: skip
+    return [run, *reps]
+
+
+def difference(ctx: _Ctx, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
+               metric: str = "bits_per_byte") -> Estimate | None:  # fmt: skip
+    """``a - b`` on one task: the paired bootstrap when both kept per-document samples, else the two stderrs combined
+    as if independent (conservative), else the no-stderr floor; None when either value is missing."""
+    va, sa = _value(ctx.df, a, task, metric)
+    vb, sb = _value(ctx.df, b, task, metric)
+    if math.isnan(va) or math.isnan(vb):
+        return None
+    p = paired(ctx.p, a, b, task, metric)
+    if p is not None:
+        return rules.from_stderr(p[0], p[1], ctx.ac.z, f"paired bootstrap stderr, {p[2]} documents")
+    if math.isnan(sa) or math.isnan(sb):
+        return rules.without_stderr(va - vb, vb, ctx.ac.rel_floor)
+    return rules.from_stderr(va - vb, math.hypot(sa, sb), ctx.ac.z, "independent stderrs")
+
+
+def run_difference(ctx: _Ctx, a: str, b: str, task: str, metric: str = "bits_per_byte") -> Estimate | None:
+    """``a - b`` at both runs' last checkpoints, over seeds when ``a`` (or ``b``) has replicates: replicate k of
+    ``a`` is paired with replicate k of ``b`` when it exists, else with ``b`` itself (e.g. one base model)."""
+    ra, rb = seed_replicates(ctx.runs, a), seed_replicates(ctx.runs, b)
+    per_seed = []
+    for k, run_a in enumerate(ra):
+        run_b = rb[k] if k < len(rb) else b
+        e = difference(ctx, (run_a, None), (run_b, None), task, metric)
+        if e is not None:
+            per_seed.append(e)
+    return rules.over_seeds(per_seed, ctx.ac.z) if per_seed else None
+
+
+def _value(df: pd.DataFrame, at: tuple[str, int | None], task: str, metric: str) -> tuple[float, float]:
+    run, step = at
+    if step is None:
+        return final(df, run, task, metric)
+    sub = df[(df["run"] == run) & (df["task"] == task) & (df["metric"] == metric) & (df["step"] == step)]
+    if sub.empty:
+        return math.nan, math.nan
+    row = sub.iloc[0]
+    return float(row["value"]), float(row["stderr"]) if pd.notna(row["stderr"]) else math.nan
+
+
+def _not_measured(claim: str, source: str, measure: str, paper: str, why: str) -> Finding:
+    return Finding(claim, source, measure, "—", paper, NOT_MEASURED, why)
+
+
+def _needs(ctx: _Ctx, claim: str, source: str, measure: str, paper: str, runs: tuple[str, ...],
+           tasks: tuple[str, ...] = ()) -> Finding | None:  # fmt: skip
+    """A "not measured" row naming what is missing, or None when every run has a result on every task."""
+    gone = ctx.missing(*runs)
+    if gone:
+        return _not_measured(
+            claim,
+            source,
+            measure,
+            paper,
+            f"no results for run(s) {', '.join(gone)} in this profile (train.runs / eval.runs)",
+        )
+    no_task = [f"{r}/{t}" for r in runs for t in tasks if not ctx.has_task(r, t)]
+    if no_task:
+        return _not_measured(
+            claim, source, measure, paper, f"no bits per byte for {', '.join(no_task)} (eval.tasks of this profile)"
+        )
+    return None
+
+
 def findings(cfg: Config | str | Path) -> pd.DataFrame:
-    """The findings table: every claim of the paper and the project's own, with our measurement and a verdict."""
+    """The findings table: every claim of the paper and the project's own, with our measurement and a verdict.
+
+    Every row is always present: a claim whose inputs this profile lacks reads "not measured" and says why.
+    """
     cfg = cfg if isinstance(cfg, Config) else load_config(cfg)
-    p = cfg.profile
-    df = results(p)
-    runs = set(_runs(cfg))
+    ctx = _Ctx(cfg, results(cfg.profile), set(_runs(cfg)))
     rows: list[Finding] = []
-    have = lambda *names: all(n in runs and (df["run"] == n).any() for n in names)  # noqa: E731
-
-    bpb = {(r, t): final(df, r, t, "bits_per_byte") for r in runs for t in ("bpb_ja", "bpb_en")}
-
-    # --- the paper's claims -----------------------------------------------------------------------------------
-    if have("base", "cpt-ve"):
-        (b, bse), (v, vse) = bpb["base", "bpb_ja"], bpb["cpt-ve", "bpb_ja"]
-        sig, how = compare_paired(p, ("cpt-ve", None), ("base", None), "bpb_ja", (v, vse, b, bse))
-        rows.append(Finding(
-            "Japanese improves with continual pre-training", "paper",
-            "JA bits/byte, base → cpt-ve (last checkpoint; lower is better)",
-            f"{_fmt(b, bse)} → {_fmt(v, vse)}", PAPER["ja_improves"],
-            "holds" if sig and v < b else "does not hold", how))
-
-        c = curve(df, "cpt-ve", "bpb_ja")
-        c = c[c["tokens"] > 0]
-        if len(c) >= 2:
-            steps = np.diff(c["value"].to_numpy())
-            mono = bool((steps < 0).all())
-            steps_of = curve_steps(df, "cpt-ve", "bpb_ja")
-            last_sig, how = compare_paired(
-                p, ("cpt-ve", steps_of[-1]), ("cpt-ve", steps_of[-2]), "bpb_ja",
-                (c["value"].iloc[-1], _nz(c["stderr"].iloc[-1]), c["value"].iloc[-2], _nz(c["stderr"].iloc[-2])))
-            verdict = "holds" if mono else "does not hold"
-            reason = (f"falls at each of {len(c)} checkpoints; last interval {how}" if mono
-                      else f"rises between checkpoints {np.flatnonzero(steps >= 0).tolist()}")
-            if mono and not last_sig:
-                verdict, reason = "inconclusive", f"falls at each checkpoint but the last gain is within noise ({how})"
-            rows.append(Finding(
-                "… and keeps improving with more data", "paper",
-                "JA bits/byte of cpt-ve at " + ", ".join(f"{t / 1e3:,.0f}k" for t in c["tokens"]) + " tokens",
-                " → ".join(f"{x:.3f}" for x in c["value"]), PAPER["monotonic"], verdict, reason))
-
-        (b, bse), (v, vse) = bpb["base", "bpb_en"], bpb["cpt-ve", "bpb_en"]
-        rel = (v - b) / b
-        _, how = compare_paired(p, ("cpt-ve", None), ("base", None), "bpb_en", (v, vse, b, bse))
-        rows.append(Finding(
-            "English is largely retained", "paper", "EN bits/byte, base → cpt-ve (JA is 90 % of the CPT data)",
-            f"{_fmt(b, bse)} → {_fmt(v, vse)} ({rel:+.1%})", PAPER["en_retained"],
-            "holds" if rel < EN_RETAINED else "does not hold",
-            f"{how}; rule: rises by < {EN_RETAINED:.0%}"))
-
-    eff = _tokenizer_efficiency(p)
-    if eff is not None:
-        rows.append(Finding(
-            "Vocabulary expansion makes Japanese cheaper to process", "paper",
-            "tokens for held-out JA manuals vs the base tokenizer (tiny base; Llama 2 + 16k JA merge)",
-            eff["in_domain"], PAPER["efficient"], "holds" if eff["ratio"] < 1 else "does not hold",
-            f"expanded needs {eff['ratio']:.2f}× the base's tokens; English ids unchanged ({eff['en']})"))
-
-    tr_eff = training_efficiency(p, [r for r in ("cpt-nve", "cpt-ve") if r in runs])
-    if len(tr_eff) == 2:
-        nve, ve = (tr_eff.set_index("run").loc[r] for r in ("cpt-nve", "cpt-ve"))
-        ratio_s = ve["JA chars/s (median)"] / nve["JA chars/s (median)"]
-        ratio_f = ve["JA chars per PFLOP"] / nve["JA chars per PFLOP"]
-        rows.append(Finding(
-            "Expansion trains on more Japanese per second and per FLOP", "beyond the paper",
-            "JA characters/s and per PFLOP of training, cpt-ve vs cpt-nve",
-            f"{ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} chars/s ({ratio_s:.2f}×); "
-            f"{ratio_f:.2f}× per FLOP", PAPER["train_eff"], "holds" if ratio_f > 1 else "does not hold",
-            f"tokens/s {ve['tokens/s (median)']:,.0f} vs {nve['tokens/s (median)']:,.0f} (larger embedding), "
-            "each token covers more text"))
-
-    if have("cpt-ve", "cpt-nve"):
-        for lang, key in (("ja", "ve_nve_ja"), ("en", "ve_nve_en")):
-            (n, nse), (v, vse) = bpb["cpt-nve", f"bpb_{lang}"], bpb["cpt-ve", f"bpb_{lang}"]
-            sig, how = compare_paired(p, ("cpt-ve", None), ("cpt-nve", None), f"bpb_{lang}", (v, vse, n, nse))
-            verdict = "holds" if (not sig or v < n) else "does not hold"
-            note = ("VE better: at equal tokens it has seen more text" if sig and v < n
-                    else "VE worse" if sig else "no difference")
-            rows.append(Finding(
-                f"Expansion costs little: {'Japanese' if lang == 'ja' else 'English'} VE ≈ NVE", "paper",
-                f"{lang.upper()} bits/byte, cpt-ve vs cpt-nve at equal training tokens",
-                f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER[key], verdict, f"{note} ({how})"))
-
-        rows.append(_summarisation(df, "words", "Expansion's cost is in summarisation", "paper", PAPER["summ_cost"]))
-        confound = _confound(cfg, df)
-        if confound is not None:
-            rows.append(confound)
-
-    if have("cpt-ve", "cpt-ve-para"):
-        parts, wins, losses = [], 0, 0
-        for d in ("en_ja", "ja_en"):
-            task = f"translate_{d}_ref"
-            (a, ase), (b, bse) = (final(df, r, task, "bits_per_byte") for r in ("cpt-ve-para", "cpt-ve"))
-            sig, how = compare_paired(p, ("cpt-ve-para", None), ("cpt-ve", None), task, (a, ase, b, bse))
-            wins += sig and a < b
-            losses += sig and a > b
-            (ca, _), (cb, _) = (final(df, r, f"translate_{d}", "chrf") for r in ("cpt-ve-para", "cpt-ve"))
-            parts.append(f"{d.replace('_', '→')}: ref bits/byte {a:.3f} vs {b:.3f} ({how}); chrF {ca:.1f} vs {cb:.1f}")
-        verdict = "holds" if wins == 2 else "does not hold" if losses else "inconclusive"
-        note = {"holds": "better in both directions", "does not hold": "worse in at least one direction",
-                "inconclusive": f"better in {wins} of 2 directions, the other within noise"}[verdict]
-        rows.append(Finding(
-            "Parallel text improves translation", "paper",
-            "log-likelihood of the reference translation (bits/byte) and chrF, cpt-ve-para vs cpt-ve",
-            "; ".join(p_.split(" (")[0] for p_ in parts), PAPER["parallel"], verdict, f"{note}: " + "; ".join(parts)))
-        worse = []
-        mix_para, mix_ve = cfg.train.runs["cpt-ve-para"].mix, cfg.train.runs["cpt-ve"].mix
-        for lang in ("ja", "en"):
-            (a, ase), (b, bse) = bpb["cpt-ve-para", f"bpb_{lang}"], bpb["cpt-ve", f"bpb_{lang}"]
-            sig, how = compare_paired(p, ("cpt-ve-para", None), ("cpt-ve", None), f"bpb_{lang}", (a, ase, b, bse))
-            worse.append((lang, sig and a > b, f"{lang.upper()} {a:.3f} vs {b:.3f} ({(a - b) / b:+.1%}; {how})"))
-        rows.append(Finding(
-            "… without hurting the other tasks", "paper", "JA/EN bits/byte, cpt-ve-para vs cpt-ve",
-            "; ".join(w[2].split(" (")[0] for w in worse), PAPER["parallel_other"],
-            "does not hold" if any(w[1] for w in worse) else "holds",
-            "; ".join(w[2] for w in worse) + f"; monolingual Japanese {mix_para.get('ja', 0):.0%} of the tokens vs "
-            f"{mix_ve.get('ja', 0):.0%}, parallel pairs {mix_para.get('parallel', 0):.0%}"))
-
-    if have("cpt-ve", "scratch-ve"):
-        per_lang = []
-        for lang in ("ja", "en"):
-            c, s = curve(df, "cpt-ve", f"bpb_{lang}"), curve(df, "scratch-ve", f"bpb_{lang}")
-            m = c.merge(s, on="tokens", suffixes=("_cpt", "_scratch"))
-            m = m[m["tokens"] > 0]
-            better = int((m["value_cpt"] < m["value_scratch"]).sum())
-            per_lang.append((lang, better, len(m), m))
-        ok = all(b == n and n > 0 for _, b, n, _ in per_lang)
-        (cj, cjs), (sj, sjs) = bpb["cpt-ve", "bpb_ja"], bpb["scratch-ve", "bpb_ja"]
-        ce, se_ = bpb["cpt-ve", "bpb_en"][0], bpb["scratch-ve", "bpb_en"][0]
-        rows.append(Finding(
-            "CPT beats training from scratch at equal tokens", "paper",
-            "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens)",
-            f"JA {cj:.3f} vs {sj:.3f}; EN {ce:.3f} vs {se_:.3f}", PAPER["scratch"],
-            "holds" if ok else "does not hold",
-            "; ".join(f"{lang.upper()}: CPT lower at {b}/{n} checkpoints" for lang, b, n, _ in per_lang)
-            + "; last JA "
-            + compare_paired(p, ("cpt-ve", None), ("scratch-ve", None), "bpb_ja", (cj, cjs, sj, sjs))[1]))
-
-    # --- beyond the paper ---------------------------------------------------------------------------------------
-    rows += _init_findings(p)
-    rows += _tokenizer_findings(p)
+    for row in (_ja_improves, _keeps_improving, _en_retained, _tokens_cheaper, _trains_faster, _ve_vs_nve,
+                _summarisation_cost, _confound, _parallel_translation, _parallel_no_harm, _cpt_vs_scratch,
+                _ood_improves, _init_findings, _naive_merge, _ood_tokens, _continued_vs_naive):  # fmt: skip
+        rows += row(ctx)
     return pd.DataFrame([asdict(r) for r in rows])
 
 
-def _nz(x) -> float:
-    return float(x) if pd.notna(x) else math.nan
+# --- the paper's claims -----------------------------------------------------------------------------------------
 
 
-def _summarisation(df: pd.DataFrame, unit: str, claim: str, source: str, paper: str) -> Finding:
-    """VE − NVE ROUGE-2 on Japanese synopses, on MeCab words (``unit='words'``) or model tokens."""
+def _ja_improves(ctx: _Ctx) -> list[Finding]:
+    claim, measure = "Japanese improves with continual pre-training", "JA bits/byte, base → cpt-ve (lower is better)"
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["ja_improves"], ("base", "cpt-ve"), ("bpb_ja",)):
+        return [nm]
+    (b, bse), (v, vse) = (final(ctx.df, r, "bpb_ja", "bits_per_byte") for r in ("base", "cpt-ve"))
+    verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", "base", "bpb_ja"), lower_is_better=True)
+    return [
+        Finding(
+            claim,
+            "paper",
+            measure + "; superiority",
+            f"{_fmt(b, bse)} → {_fmt(v, vse)}",
+            PAPER["ja_improves"],
+            verdict_,
+            reason,
+        )
+    ]
+
+
+def _keeps_improving(ctx: _Ctx) -> list[Finding]:
+    claim = "… and keeps improving with more data"
+    measure = "JA bits/byte of cpt-ve at each checkpoint; superiority of every interval"
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["monotonic"], ("cpt-ve",), ("bpb_ja",)):
+        return [nm]
+    c = curve(ctx.df, "cpt-ve", "bpb_ja")
+    c = c[c["tokens"] > 0]
+    steps = curve_steps(ctx.df, "cpt-ve", "bpb_ja")
+    if len(c) < 2:
+        return [
+            _not_measured(
+                claim,
+                "paper",
+                measure,
+                PAPER["monotonic"],
+                f"cpt-ve has {len(c)} evaluated checkpoint(s); a trend needs 2 (eval.milestones)",
+            )
+        ]
+    parts = []
+    for s0, s1 in zip(steps, steps[1:], strict=False):
+        e = difference(ctx, ("cpt-ve", s1), ("cpt-ve", s0), "bpb_ja")
+        parts.append(rules.superiority(e, lower_is_better=True))
+    verdicts = [v for v, _ in parts]
+    falls = sum(v == HOLDS for v in verdicts)
+    reason = f"{falls} of {len(parts)} intervals fall beyond their interval; last: {parts[-1][1]}"
+    bad = [i for i, v in enumerate(verdicts) if v == FAILS]
+    if bad:
+        reason += f"; rises beyond the interval after checkpoint(s) {bad}"
+    return [
+        Finding(
+            claim,
+            "paper",
+            measure.replace("each checkpoint", ", ".join(f"{t / 1e3:,.0f}k" for t in c["tokens"]) + " tokens"),
+            " → ".join(f"{x:.3f}" for x in c["value"]),
+            PAPER["monotonic"],
+            rules.all_of(verdicts),
+            reason,
+        )
+    ]
+
+
+def _en_retained(ctx: _Ctx) -> list[Finding]:
+    m = ctx.ac.en_retained_margin
+    claim = "English is largely retained"
+    measure = f"EN bits/byte, base → cpt-ve (JA is 90 % of the CPT data); non-inferiority, margin +{m:.0%}"
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["en_retained"], ("base", "cpt-ve"), ("bpb_en",)):
+        return [nm]
+    (b, bse), (v, vse) = (final(ctx.df, r, "bpb_en", "bits_per_byte") for r in ("base", "cpt-ve"))
+    e = run_difference(ctx, "cpt-ve", "base", "bpb_en").scaled(1 / b)
+    verdict_, reason = rules.non_inferiority(e, m)
+    return [
+        Finding(
+            claim,
+            "paper",
+            measure,
+            f"{_fmt(b, bse)} → {_fmt(v, vse)} ({(v - b) / b:+.1%})",
+            PAPER["en_retained"],
+            verdict_,
+            reason,
+        )
+    ]
+
+
+def _ve_vs_nve(ctx: _Ctx) -> list[Finding]:
+    m = ctx.ac.expansion_cost_margin
+    out = []
+    for lang, key in (("ja", "ve_nve_ja"), ("en", "ve_nve_en")):
+        name = "Japanese" if lang == "ja" else "English"
+        claim = f"Expansion costs little: {name} VE no worse than NVE"
+        measure = (
+            f"{lang.upper()} bits/byte, cpt-ve vs cpt-nve at equal training tokens; non-inferiority, margin +{m:.0%}"
+        )
+        task = f"bpb_{lang}"
+        if nm := _needs(ctx, claim, "paper", measure, PAPER[key], ("cpt-ve", "cpt-nve"), (task,)):
+            out.append(nm)
+            continue
+        (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
+        e = run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n)
+        verdict_, reason = rules.non_inferiority(e, m)
+        if e.hi < 0:  # non-inferiority passes an improvement too: say so, and why there is one
+            reason += "; VE is in fact better: at equal tokens it has seen more text"
+        out.append(Finding(claim, "paper", measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER[key], verdict_, reason))
+    return out
+
+
+def _summarisation_cost(ctx: _Ctx) -> list[Finding]:
+    return [_summarisation(ctx, "words", "Expansion's cost is in summarisation", "paper", PAPER["summ_cost"])]
+
+
+def _summarisation(ctx: _Ctx, unit: str, claim: str, source: str, paper: str) -> Finding:
+    """VE − NVE ROUGE-2 on Japanese synopses, on MeCab words (``unit='words'``) or model tokens; superiority of NVE."""
     metric = f"rouge2_{unit}"
-    (v, vse), (n, nse) = (final(df, r, "synopsis_ja", metric) for r in ("cpt-ve", "cpt-nve"))
-    sig, how = compare(v, vse, n, nse)
-    if max(v, n) < GEN_FLOOR:
-        verdict, reason = "inconclusive", f"both below {GEN_FLOOR}: the tiny models do not summarise yet ({how})"
-    else:
-        verdict = "holds" if sig and v < n else "does not hold"
-        reason = how
-    return Finding(claim, source, f"JA synopsis ROUGE-2 on {'MeCab words' if unit == 'words' else 'model tokens'}, "
-                   "cpt-ve vs cpt-nve", f"{_fmt(v, vse)} vs {_fmt(n, nse)}", paper, verdict, reason)
+    measure = (
+        f"JA synopsis ROUGE-2 on {'MeCab words' if unit == 'words' else 'model tokens'}, cpt-ve vs cpt-nve "
+        "(higher is better); superiority of cpt-nve"
+    )
+    (v, vse), (n, nse) = (final(ctx.df, r, "synopsis_ja", metric) for r in ("cpt-ve", "cpt-nve"))
+    if math.isnan(v) or math.isnan(n):
+        return _not_measured(claim, source, measure, paper, "no synopsis_ja results for cpt-ve and cpt-nve")
+    e = run_difference(ctx, "cpt-ve", "cpt-nve", "synopsis_ja", metric)
+    verdict_, reason = rules.superiority(e, lower_is_better=False)
+    # superiority(VE) holding = VE better = the claimed cost absent; the claim is the opposite direction
+    verdict_ = {HOLDS: FAILS, FAILS: HOLDS}.get(verdict_, verdict_)
+    if max(v, n) < ctx.ac.gen_floor:
+        verdict_, reason = INCONCLUSIVE, f"both below {ctx.ac.gen_floor}: the models do not summarise yet ({e.text()})"
+    return Finding(claim, source, measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", paper, verdict_, reason)
 
 
-def _confound(cfg: Config, df: pd.DataFrame) -> Finding | None:
+def _confound(ctx: _Ctx) -> list[Finding]:
     """The XL-Sum confound: identical summaries scored on MeCab words vs each tokenizer's tokens (lead baseline)."""
     from swallowlib.eval import report as eval_report
 
+    claim = "Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)"
+    measure = (
+        "ROUGE-2 of the same lead-sentence summaries of the JA synopsis set, scored on MeCab words vs each "
+        "tokenizer's tokens (exact: same texts)"
+    )
     try:
-        probe = eval_report.confound_probe(cfg.profile)
-    except FileNotFoundError as e:  # no synopsis task or no tokenizers in this profile: no probe, say why
-        log.warning("confound probe skipped: %s", e)
-        return None
+        probe = eval_report.confound_probe(ctx.p)
+    except FileNotFoundError as e:  # no synopsis task or no tokenizers in this profile
+        return [_not_measured(claim, "beyond the paper", measure, PAPER["confound"], f"no probe: {e}")]
     ja = probe[probe["lang"] == "ja"].set_index("unit")["rouge2"]
     en = probe[probe["lang"] == "en"].set_index("unit")["rouge2"]
     base, exp = ja.get("base tokens", math.nan), ja.get("expanded tokens", math.nan)
-    parts = [f"{u} {x:.3f}" for u, x in ja.items()]
-    models = _summarisation(df, "tokens", "", "", "")
-    penal = exp < base
-    return Finding(
-        "Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)", "beyond the paper",
-        "ROUGE-2 of the same lead-sentence summaries of the JA synopsis set, scored on MeCab words vs each "
-        "tokenizer's tokens",
-        "; ".join(parts), PAPER["confound"], "holds" if penal else "does not hold",
-        f"same texts, expanded-token ROUGE-2 {exp / base:.2f}× base-token ROUGE-2 "
-        f"(English control: {en.get('expanded tokens', math.nan) / en.get('base tokens', math.nan):.2f}×); "
-        f"the trained models: token ROUGE-2 {models.ours} ({models.verdict})")
+    models = _summarisation(ctx, "tokens", "", "", "")
+    return [
+        Finding(
+            claim,
+            "beyond the paper",
+            measure,
+            "; ".join(f"{u} {x:.3f}" for u, x in ja.items()),
+            PAPER["confound"],
+            HOLDS if exp < base else FAILS,
+            f"same texts, expanded-token ROUGE-2 {exp / base:.2f}× base-token ROUGE-2 "
+            f"(English control: {en.get('expanded tokens', math.nan) / en.get('base tokens', math.nan):.2f}×); "
+            f"the trained models: token ROUGE-2 {models.ours} ({models.verdict})",
+        )
+    ]
 
 
-def _tokenizer_efficiency(profile: str) -> dict | None:
-    from swallowlib.tokenizer.stage import efficiency, tokenizer_dir
+def _parallel_translation(ctx: _Ctx) -> list[Finding]:
+    claim = "Parallel text improves translation"
+    measure = (
+        "log-likelihood of the reference translation (bits/byte), cpt-ve-para vs cpt-ve; superiority in "
+        "both directions (chrF shown)"
+    )
+    tasks = ("translate_en_ja_ref", "translate_ja_en_ref")
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["parallel"], ("cpt-ve", "cpt-ve-para"), tasks):
+        return [nm]
+    verdicts, ours, reasons = [], [], []
+    for d in ("en_ja", "ja_en"):
+        task = f"translate_{d}_ref"
+        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve-para", "cpt-ve"))
+        v, how = rules.superiority(run_difference(ctx, "cpt-ve-para", "cpt-ve", task), lower_is_better=True)
+        (ca, _), (cb, _) = (final(ctx.df, r, f"translate_{d}", "chrf") for r in ("cpt-ve-para", "cpt-ve"))
+        verdicts.append(v)
+        ours.append(f"{d.replace('_', '→')}: {a:.3f} vs {b:.3f}")
+        reasons.append(f"{d.replace('_', '→')} {v}: {how}; chrF {ca:.1f} vs {cb:.1f}")
+    return [
+        Finding(claim, "paper", measure, "; ".join(ours), PAPER["parallel"], rules.all_of(verdicts), "; ".join(reasons))
+    ]
 
-    if not (tokenizer_dir(profile) / "efficiency.csv").is_file():
-        return None
-    e = efficiency(profile)
-    indom = e[e["domain"].str.contains("held-out manuals")].set_index("tokenizer")
-    inv = json.loads((tokenizer_dir(profile) / "invariants.json").read_text())
-    ratio = float(indom.loc["expanded", "tokens_ratio"])
-    parts = [f"expanded {ratio:.3f}"]
-    if "llama2+ja16k" in indom.index:
-        parts.append(f"Llama 2 + 16k {indom.loc['llama2+ja16k', 'tokens_ratio']:.3f}")
-    en = "; ".join(f"{k} {v['english_lines_identical']}/{v['english_lines']}" for k, v in inv.items()
-                   if "english_lines" in v)  # fmt: skip
-    return {"in_domain": "; ".join(parts), "ratio": ratio, "en": en}
+
+def _parallel_no_harm(ctx: _Ctx) -> list[Finding]:
+    m = ctx.ac.no_harm_margin
+    claim = "… without hurting the other tasks"
+    measure = f"JA/EN bits/byte, cpt-ve-para vs cpt-ve; non-inferiority, margin +{m:.0%}"
+    paper = PAPER["parallel_other"]
+    if nm := _needs(ctx, claim, "paper", measure, paper, ("cpt-ve", "cpt-ve-para"), ("bpb_ja", "bpb_en")):
+        return [nm]
+    verdicts, ours, reasons = [], [], []
+    for lang in ("ja", "en"):
+        task = f"bpb_{lang}"
+        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve-para", "cpt-ve"))
+        v, how = rules.non_inferiority(run_difference(ctx, "cpt-ve-para", "cpt-ve", task).scaled(1 / b), m)
+        verdicts.append(v)
+        ours.append(f"{lang.upper()} {a:.3f} vs {b:.3f}")
+        reasons.append(f"{lang.upper()} {v}: {how}")
+    mix_para, mix_ve = ctx.cfg.train.runs["cpt-ve-para"].mix, ctx.cfg.train.runs["cpt-ve"].mix
+    reasons.append(
+        f"monolingual Japanese {mix_para.get('ja', 0):.0%} of the tokens vs {mix_ve.get('ja', 0):.0%}, "
+        f"parallel pairs {mix_para.get('parallel', 0):.0%}"
+    )
+    return [Finding(claim, "paper", measure, "; ".join(ours), paper, rules.all_of(verdicts), "; ".join(reasons))]
 
 
-def _init_findings(profile: str) -> list[Finding]:
+def _cpt_vs_scratch(ctx: _Ctx) -> list[Finding]:
+    claim = "CPT beats training from scratch at equal tokens"
+    measure = (
+        "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens); superiority at the last checkpoint"
+    )
+    tasks = ("bpb_ja", "bpb_en")
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["scratch"], ("cpt-ve", "scratch-ve"), tasks):
+        return [nm]
+    verdicts, ours, reasons = [], [], []
+    for task in tasks:
+        lang = task[-2:].upper()
+        c, s = curve(ctx.df, "cpt-ve", task), curve(ctx.df, "scratch-ve", task)
+        m = c.merge(s, on="tokens", suffixes=("_cpt", "_scratch"))
+        m = m[m["tokens"] > 0]
+        lower = int((m["value_cpt"] < m["value_scratch"]).sum())
+        v, how = rules.superiority(run_difference(ctx, "cpt-ve", "scratch-ve", task), lower_is_better=True)
+        verdicts.append(v)
+        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve", "scratch-ve"))
+        ours.append(f"{lang} {a:.3f} vs {b:.3f}")
+        reasons.append(f"{lang} {v}: {how}; CPT lower at {lower}/{len(m)} checkpoints")
+    return [
+        Finding(claim, "paper", measure, "; ".join(ours), PAPER["scratch"], rules.all_of(verdicts), "; ".join(reasons))
+    ]
+
+
+# --- beyond the paper -------------------------------------------------------------------------------------------
+
+
+def _ood_improves(ctx: _Ctx) -> list[Finding]:
+    """Held-out Japanese from outside the corpus's domain (literature, a tutorial, an essay): does CPT carry over,
+    and does expansion still cost little there?"""
+    task, out = "bpb_ja_ood", []
+    claim = "Japanese improves out of the training domain too"
+    measure = "JA bits/byte on literature / tutorial / essay text, base → cpt-ve; superiority"
+    src = "beyond the paper"
+    if nm := _needs(ctx, claim, src, measure, PAPER["ood"], ("base", "cpt-ve"), (task,)):
+        out.append(nm)
+    else:
+        (b, bse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("base", "cpt-ve"))
+        verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", "base", task), lower_is_better=True)
+        out.append(Finding(claim, src, measure, f"{_fmt(b, bse)} → {_fmt(v, vse)}", PAPER["ood"], verdict_, reason))
+    m = ctx.ac.expansion_cost_margin
+    claim = "… and expansion costs little there: VE no worse than NVE out of domain"
+    measure = f"out-of-domain JA bits/byte, cpt-ve vs cpt-nve; non-inferiority, margin +{m:.0%}"
+    if nm := _needs(ctx, claim, src, measure, PAPER["ood"], ("cpt-ve", "cpt-nve"), (task,)):
+        out.append(nm)
+    else:
+        (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
+        verdict_, reason = rules.non_inferiority(run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n), m)
+        out.append(Finding(claim, src, measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER["ood"], verdict_, reason))
+    return out
+
+
+def _trains_faster(ctx: _Ctx) -> list[Finding]:
+    claim = "Expansion trains on more Japanese per second and per FLOP"
+    measure = (
+        f"JA characters per PFLOP of training, cpt-ve / cpt-nve; superiority over 1 (medians of the logged "
+        f"steps, no stderr: ±{ctx.ac.rel_floor:.0%})"
+    )
+    tr_eff = training_efficiency(ctx.p, [r for r in ("cpt-nve", "cpt-ve") if r in ctx.runs])
+    if len(tr_eff) < 2:
+        return [
+            _not_measured(
+                claim,
+                "beyond the paper",
+                measure,
+                PAPER["train_eff"],
+                "needs the training metrics of both cpt-ve and cpt-nve",
+            )
+        ]
+    nve, ve = (tr_eff.set_index("run").loc[r] for r in ("cpt-nve", "cpt-ve"))
+    ratio_s = ve["JA chars/s (median)"] / nve["JA chars/s (median)"]
+    ratio_f = ve["JA chars per PFLOP"] / nve["JA chars per PFLOP"]
+    verdict_, reason = rules.superiority(
+        rules.without_stderr(ratio_f - 1, ratio_f, ctx.ac.rel_floor), lower_is_better=False
+    )
+    return [
+        Finding(
+            claim,
+            "beyond the paper",
+            measure,
+            f"{ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} chars/s ({ratio_s:.2f}×); "
+            f"{ratio_f:.2f}× per FLOP",
+            PAPER["train_eff"],
+            verdict_,
+            f"{reason}; tokens/s {ve['tokens/s (median)']:,.0f} vs {nve['tokens/s (median)']:,.0f} (larger embedding), "
+            "each token covers more text",
+        )
+    ]
+
+
+def _init_findings(ctx: _Ctx) -> list[Finding]:
+    """The four initialisations after the short CPT (per seed, paired by seed), and English right after the resize."""
     from swallowlib.embedding_init import report as init_report
 
+    mop, src, z = "mean-of-pieces", "beyond the paper", ctx.ac.z
+    claim1, claim2 = ("The paper's init (mean of the base pieces) is the best of four",
+                      "Mean-of-pieces keeps English intact at step 0")  # fmt: skip
+    measure1 = (
+        "JA bits/char after the short CPT, mean [min, max] over seeds; superiority of mean-of-pieces over each "
+        "other method, paired by seed"
+    )
+    m = ctx.ac.no_harm_margin
+    measure2 = f"EN bits/char right after the resize vs the base model's; equivalence, margin ±{m:.0%}"
     try:
-        bpc = init_report.bpc(profile)
+        bpc = init_report.bpc(ctx.p)
     except FileNotFoundError:
-        return []
-    after = bpc[bpc["stage"] == "after short CPT"]
-    if after.empty:
-        return []
-    g = after.groupby(["lang", "method"])["bpc"]
-    stats = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "n": g.count()})
-    ja = stats.loc["ja"].sort_values("mean")
-    mop = "mean-of-pieces"
+        why = "stage 03 has not written its bits-per-character tables"
+        return [
+            _not_measured(claim1, src, measure1, PAPER["init"], why),
+            _not_measured(claim2, src, measure2, PAPER["init"], why),
+        ]
     out = []
-    if len(ja) >= 2:  # a ranking needs two methods; a profile may run one (the rehearsal)
-        best, second = ja.index[0], ja.index[1]
-        overlap = ja.loc[best, "hi"] >= ja.loc[second, "lo"]
-        fmt = "; ".join(f"{m} {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" for m, r in ja.iterrows())
-        n_seeds = int(ja["n"].min())
-        out.append(Finding(
-            "The paper's init (mean of the base pieces) is the best of four", "beyond the paper",
-            f"JA bits/char after the short CPT, mean [min, max] over {n_seeds} seeds (lower is better)", fmt,
-            PAPER["init"],
-            "inconclusive" if overlap and mop in (best, second) else "holds" if best == mop else "does not hold",
-            f"best {best}; " + (f"seed ranges of {best} and {second} overlap" if overlap else "ranges separate")))
-    step0 = bpc[bpc["stage"] == "step 0"]
-    en0 = step0[step0["lang"] == "en"].groupby("method")["bpc"].mean()
-    base_key = next((k for k in en0.index if k.startswith("base")), None)
-    if base_key is not None and mop in en0.index:
-        d = en0.drop(base_key) - en0[base_key]
-        out.append(Finding(
-            "Mean-of-pieces keeps English intact at step 0", "beyond the paper",
-            "EN bits/char right after the resize, minus the base model's", "; ".join(f"{m} {x:+.3f}" for m, x in
-                                                                                      d.sort_values().items()),
-            PAPER["init"], "holds" if d.idxmin() == mop else "does not hold",
-            "the new output rows take probability mass from English tokens unless they look like the pieces "
-            "they replace"))
+    after = bpc[(bpc["stage"] == "after short CPT") & (bpc["lang"] == "ja")]
+    methods = sorted(set(after["method"]))
+    if mop not in methods or len(methods) < 2:
+        out.append(
+            _not_measured(
+                claim1,
+                src,
+                measure1,
+                PAPER["init"],
+                f"needs {mop} and another method after the short CPT (embedding_init.methods)",
+            )
+        )
+    else:
+        by = after.pivot_table(index="seed", columns="method", values="bpc")
+        g = after.groupby("method")["bpc"]
+        stats_ = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max()}).sort_values("mean")
+        fmt = "; ".join(f"{k} {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" for k, r in stats_.iterrows())
+        parts, verdicts = [], []
+        for other in (k for k in stats_.index if k != mop):
+            pair = by[[mop, other]].dropna()
+            e = rules.over_seeds([rules.exact(a - b, "one seed") for a, b in pair.itertuples(index=False)], z)
+            v, how = rules.superiority(e, lower_is_better=True)
+            verdicts.append(v)
+            parts.append(f"vs {other} {v}: {how}")
+        out.append(
+            Finding(
+                claim1,
+                src,
+                measure1.replace("over seeds", f"over {len(by)} seeds"),
+                fmt,
+                PAPER["init"],
+                rules.all_of(verdicts),
+                "; ".join(parts),
+            )
+        )
+    step0 = bpc[(bpc["stage"] == "step 0") & (bpc["lang"] == "en")]
+    base_key = next((k for k in set(step0["method"]) if k.startswith("base")), None)
+    if base_key is None or mop not in set(step0["method"]):
+        out.append(
+            _not_measured(
+                claim2, src, measure2, PAPER["init"], f"needs step-0 EN bits/char of {mop} and the base model"
+            )
+        )
+    else:
+        base_v = float(step0[step0["method"] == base_key]["bpc"].mean())
+        per_seed = [rules.exact((x - base_v) / base_v, "one seed") for x in step0[step0["method"] == mop]["bpc"]]
+        v, how = rules.equivalence(rules.over_seeds(per_seed, z), m)
+        en0 = step0.groupby("method")["bpc"].mean()
+        d = (en0.drop(base_key) - base_v).sort_values()
+        out.append(
+            Finding(
+                claim2,
+                src,
+                measure2,
+                "; ".join(f"{k} {x:+.3f}" for k, x in d.items()),
+                PAPER["init"],
+                v,
+                f"{how}; the new output rows take probability mass from English tokens unless they look "
+                "like the pieces they replace",
+            )
+        )
     return out
 
 
-def _tokenizer_findings(profile: str) -> list[Finding]:
+def _efficiency_lines(profile: str) -> tuple[pd.DataFrame, dict] | None:
+    """Tokens per line of the Japanese held-out domains (stage 02) and which tokenizer each expansion extends."""
+    from swallowlib.tokenizer.stage import tokenizer_dir
+
+    d = tokenizer_dir(profile)
+    if not (d / "efficiency_lines.csv").is_file():
+        return None
+    return pd.read_csv(d / "efficiency_lines.csv"), json.loads((d / "report.json").read_text())["expansion_of"]
+
+
+def token_ratio(lines: pd.DataFrame, a: str, b: str, iters: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """``tokens(a) / tokens(b)`` summed over ``lines``, and its bootstrap stderr with lines resampled (so a domain
+    of a few hundred characters gets the wide interval its size deserves).
+
+    >>> t = pd.DataFrame({"x_tokens": [1, 1, 1, 1], "y_tokens": [2, 2, 2, 2]})
+    >>> token_ratio(t, "x", "y")
+    (0.5, 0.0)
+    """
+    ta, tb = lines[f"{a}_tokens"].to_numpy(float), lines[f"{b}_tokens"].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(ta), (iters, len(ta)))
+    boots = ta[idx].sum(1) / tb[idx].sum(1)
+    return float(ta.sum() / tb.sum()), float(np.std(boots, ddof=1))
+
+
+_INDOMAIN, _OOD = "held-out manuals", "out of domain"
+
+
+def _tokens_cheaper(ctx: _Ctx) -> list[Finding]:
+    claim = "Vocabulary expansion makes Japanese cheaper to process"
+    measure = "tokens for held-out JA manuals, expanded / the base it extends (lines resampled); superiority below 1"
+    got = _efficiency_lines(ctx.p)
+    if got is None:
+        return [_not_measured(claim, "paper", measure, PAPER["efficient"], "stage 02 wrote no efficiency_lines.csv")]
+    lines, expansion_of = got
+    indom = lines[lines["domain"].str.contains(_INDOMAIN)]
+    r, se = token_ratio(indom, "expanded", expansion_of["expanded"])
+    v, how = rules.superiority(
+        rules.from_stderr(r - 1, se, ctx.ac.z, "bootstrap stderr over lines"), lower_is_better=True
+    )
+    ours = [f"expanded / {expansion_of['expanded']} {r:.3f} ± {se:.3f} ({1 / r:.2f}× the text per token)"]
+    if "llama2+ja16k" in expansion_of:
+        r2, se2 = token_ratio(indom, "llama2+ja16k", "llama2")
+        ours.append(f"Llama 2 + 16k / Llama 2 {r2:.3f} ± {se2:.3f} (the paper's pair)")
+    inv = json.loads((_tok_dir(ctx.p) / "invariants.json").read_text())
+    en = "; ".join(f"{k} {x['english_lines_identical']}/{x['english_lines']}" for k, x in inv.items()
+                   if "english_lines" in x)  # fmt: skip
+    return [
+        Finding(
+            claim,
+            "paper",
+            measure,
+            "; ".join(ours),
+            PAPER["efficient"],
+            v,
+            f"ratio − 1: {how}; English ids unchanged ({en})",
+        )
+    ]
+
+
+def _tok_dir(profile: str) -> Path:
+    from swallowlib.tokenizer.stage import tokenizer_dir
+
+    return tokenizer_dir(profile)
+
+
+def _ood_tokens(ctx: _Ctx) -> list[Finding]:
+    claim = "Expansion helps less on Japanese from outside the training domain"
+    measure = (
+        "tokens expanded / its base: out-of-domain JA (literature, tutorial, essay pooled) minus held-out "
+        "manuals; superiority (lines resampled)"
+    )
+    got = _efficiency_lines(ctx.p)
+    if got is None:
+        return [
+            _not_measured(claim, "beyond the paper", measure, PAPER["ood"], "stage 02 wrote no efficiency_lines.csv")
+        ]
+    lines, expansion_of = got
+    base = expansion_of["expanded"]
+    indom = lines[lines["domain"].str.contains(_INDOMAIN)]
+    ood = lines[lines["domain"].str.contains(_OOD)]
+    if indom.empty or ood.empty:
+        return [
+            _not_measured(
+                claim,
+                "beyond the paper",
+                measure,
+                PAPER["ood"],
+                "no out-of-domain Japanese text (tokenizer.out_of_domain) or no held-out manuals",
+            )
+        ]
+    ri, si = token_ratio(indom, "expanded", base)
+    ro, so = token_ratio(ood, "expanded", base)
+    e = rules.from_stderr(ro - ri, math.hypot(si, so), ctx.ac.z, "bootstrap stderrs over lines")
+    v, how = rules.superiority(e, lower_is_better=False)
+    per = []
+    for dom, sub in ood.groupby("domain", sort=False):
+        r, s = token_ratio(sub, "expanded", base)
+        per.append(f"{dom.split('(')[-1].rstrip(')')} {r:.3f} ± {s:.3f} ({sub['chars'].sum():,} chars)")
+    return [
+        Finding(
+            claim,
+            "beyond the paper",
+            measure,
+            f"in-domain {ri:.3f} ± {si:.3f} ({indom['chars'].sum():,} chars) vs out of domain {ro:.3f} ± "
+            f"{so:.3f} ({ood['chars'].sum():,} chars)",
+            PAPER["ood"],
+            v,
+            f"{how}; per text: " + ", ".join(per),
+        )
+    ]
+
+
+def _naive_merge(ctx: _Ctx) -> list[Finding]:
     from swallowlib.tokenizer import report as tok_report
-    from swallowlib.tokenizer.stage import efficiency, tokenizer_dir
 
-    if not (tokenizer_dir(profile) / "efficiency.csv").is_file():
-        return []
-    out = []
-    naive = tok_report.unfiltered_merge_english(profile)
-    if naive is not None:
-        out.append(Finding(
-            "A naive merge changes English tokenization", "beyond the paper",
-            "held-out English lines whose ids change when every non-overlapping Japanese piece is appended "
-            f"({naive['pair']}), vs Japanese-only pieces",
+    claim = "A naive merge changes English tokenization"
+    measure = (
+        "held-out English lines whose ids change when every non-overlapping Japanese piece is appended, vs "
+        "Japanese-only pieces (exact count)"
+    )
+    naive = tok_report.unfiltered_merge_english(ctx.p)
+    if naive is None:
+        return [_not_measured(claim, "beyond the paper", measure, PAPER["naive_merge"], "stage 02 has not run")]
+    return [
+        Finding(
+            claim,
+            "beyond the paper",
+            measure.replace("appended", f"appended ({naive['pair']})"),
             f"{naive['changed']}/{naive['lines']} ({naive['changed'] / naive['lines']:.1%}) vs 0/{naive['lines']}",
-            PAPER["naive_merge"], "holds" if naive["changed"] > 0 else "does not hold",
+            PAPER["naive_merge"],
+            HOLDS if naive["changed"] > 0 else FAILS,
             f"{naive['ascii_pieces']} appended pieces hold no Japanese character; English tokens "
-            f"×{naive['en_tokens_ratio']:.3f}"))
-    e = efficiency(profile)
-    exp = e[(e["tokenizer"] == "expanded") & (e["lang"] == "ja")].set_index("domain")["tokens_ratio"]
-    indom = exp[exp.index.str.contains("held-out manuals")]
-    ood = exp[~exp.index.str.contains("held-out|parallel")]
-    if len(indom) and len(ood):
-        out.append(Finding(
-            "Expansion helps less on Japanese from outside the training domain", "beyond the paper",
-            "tokens vs the base tokenizer: held-out manuals vs literature / tutorial / essay",
-            f"{indom.iloc[0]:.3f} vs " + ", ".join(f"{d.split(':')[-1].strip()} {v:.3f}" for d, v in ood.items()),
-            PAPER["ood"], "holds" if (ood > indom.iloc[0]).all() else "does not hold",
-            "the Japanese tokenizer learned technical-manual vocabulary; it still saves "
-            f"{1 - ood.max():.0%}–{1 - ood.min():.0%} of the tokens out of domain"))
-    cmp_ = tok_report.expansion_comparison(profile)
-    if cmp_ is not None and len(cmp_):
-        ratios = cmp_["continued / naive"] if "continued / naive" in cmp_ else None
-        if ratios is not None:
-            out.append(Finding(
-                "Reachable-only expansion (continued BPE) beats the naive merge at equal size", "beyond the paper",
-                "tokens of continued-BPE expansion / naive merge, per held-out Japanese domain (same vocabulary size)",
-                f"{ratios.min():.3f}–{ratios.max():.3f}", PAPER["continued"],
-                "holds" if (ratios < 1).all() else "does not hold",
-                f"{len(ratios)} domain × tokenizer pairs, all {'below' if (ratios < 1).all() else 'not below'} 1"))
-    return out
+            f"×{naive['en_tokens_ratio']:.3f}",
+        )
+    ]
+
+
+def _continued_vs_naive(ctx: _Ctx) -> list[Finding]:
+    from swallowlib.tokenizer import report as tok_report
+
+    claim = "Reachable-only expansion (continued BPE) beats the naive merge at equal size"
+    measure = (
+        "tokens of continued-BPE expansion / naive merge, per held-out Japanese domain (same vocabulary size; "
+        "exact counts)"
+    )
+    try:
+        cmp_ = tok_report.expansion_comparison(ctx.p)
+    except FileNotFoundError:
+        cmp_ = None
+    if cmp_ is None or not len(cmp_) or "continued / naive" not in cmp_:
+        return [
+            _not_measured(
+                claim,
+                "beyond the paper",
+                measure,
+                PAPER["continued"],
+                "stage 02 built no continued-BPE tokenizer (tokenizer.continued)",
+            )
+        ]
+    ratios = cmp_["continued / naive"]
+    ok = bool((ratios < 1).all())
+    return [
+        Finding(
+            claim,
+            "beyond the paper",
+            measure,
+            f"{ratios.min():.3f}–{ratios.max():.3f}",
+            PAPER["continued"],
+            HOLDS if ok else FAILS if (ratios > 1).any() else INCONCLUSIVE,
+            f"{len(ratios)} domain × tokenizer pairs, all {'below' if ok else 'not below'} 1",
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -556,8 +909,9 @@ def ve_nve_figure(profile: str, save: bool = True):
             scale = [0.01 if m == "chrf" else 1.0 for _, m in items]
             v = [x[0] * s for x, s in zip(vals, scale, strict=True)]
             e = [0 if math.isnan(x[1]) else x[1] * s for x, s in zip(vals, scale, strict=True)]
-            ax.bar(np.arange(len(items)) + (k - (len(runs) - 1) / 2) * w, v, w, yerr=e, label=r, color=f"C{k}",
-                   capsize=2)
+            ax.bar(
+                np.arange(len(items)) + (k - (len(runs) - 1) / 2) * w, v, w, yerr=e, label=r, color=f"C{k}", capsize=2
+            )
         labels = [f"{t}\n{m}{' /100' if m == 'chrf' else ''}" for t, m in items]
         ax.set_xticks(range(len(items)), labels, fontsize=7)
         ax.set_ylabel(ylabel)
@@ -585,8 +939,9 @@ def parallel_figure(profile: str, save: bool = True):
             ax.bar(k, v, yerr=0 if math.isnan(e) else e, color=f"C{k + 2}", capsize=3)
         ax.set_xticks(range(len(runs)), runs, fontsize=7)
         ax.set_title(f"{t.replace('translate_', '').replace('_ref', ' (ref)')}\n{m}", fontsize=8)
-    fig.suptitle("Parallel pairs in the CPT mix (cpt-ve-para) vs none (cpt-ve); bits per byte: lower is better",
-                 fontsize=9)
+    fig.suptitle(
+        "Parallel pairs in the CPT mix (cpt-ve-para) vs none (cpt-ve); bits per byte: lower is better", fontsize=9
+    )
     fig.tight_layout()
     if save:
         save_figure(fig, paths.figures_dir(profile) / "parallel_ablation.png")
@@ -602,8 +957,9 @@ def scratch_figure(profile: str, save: bool = True):
             c = curve(df, r, task)
             c = c[c["tokens"] > 0]
             if len(c):
-                ax.errorbar(c["tokens"], c["value"], yerr=c["stderr"].fillna(0), marker="o", label=r, color=f"C{k}",
-                            capsize=2)
+                ax.errorbar(
+                    c["tokens"], c["value"], yerr=c["stderr"].fillna(0), marker="o", label=r, color=f"C{k}", capsize=2
+                )
         _kfmt(ax)
         ax.set_xlabel("training tokens of the run")
         ax.set_ylabel("bits per byte (held-out)")

@@ -14,7 +14,9 @@ Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage fin
   the same size, and Mistral v1, when configured;
 - ``merge.json`` (what the merges added and skipped), ``invariants.json`` (English identical, round trips, HF = SPM),
   ``efficiency.csv`` (characters/token, bytes/token, tokens per MeCab word, byte-fallback share, ratios to the base,
-  per tokenizer and held-out domain), ``report.json`` (timings, process-tree peak memory), ``provenance.json``.
+  per tokenizer and held-out domain), ``efficiency_lines.csv`` (tokens per line of the Japanese domains, per tokenizer:
+  the units behind the findings' intervals on token ratios), ``report.json`` (timings, process-tree peak memory),
+  ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -223,6 +225,9 @@ def _build(cfg: Config, st: Stage, stage: Path) -> None:
         baseline="llama2" if "llama2" in encoders else "base",
     )
     write_text_atomic(stage / "efficiency.csv", table.to_csv(index=False))
+    ja_domains = {d: texts for d, (texts, lang) in domains.items() if lang == "ja"}
+    lines = metrics.line_token_counts(ja_domains, encoders)
+    write_text_atomic(stage / "efficiency_lines.csv", lines.to_csv(index=False))
     t = tick("efficiency", t)
     # Model paths are recorded relative to the stage directory, so they stay valid after the swap.
     rel_models = {k: str(Path(v).relative_to(stage)) for k, v in models.items()}
