@@ -6,6 +6,7 @@ quoted from the Swallow model cards and abstract, docs/study.md) and the decisio
 the table changes.
 
     python -m swallowlib.analysis --config configs/tiny.yaml     # or: make analysis
+    python -m swallowlib.analysis --readme README.md runs/tiny/analysis   # the README's table, from that run
 
 Decision rules: :mod:`swallowlib.verdict` (superiority, non-inferiority, equivalence, each with an interval), with
 the constants and margins of the config's ``analysis:`` section. A difference of bits per byte between two checkpoints
@@ -1000,6 +1001,51 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def takeaways(table: pd.DataFrame) -> str:
+    """What the findings table says, as Markdown generated from it (the notebook's and the README's summary).
+
+    Only counts, claim names and numbers already in the table: change the results and these sentences change.
+    """
+    lines = []
+    for v, label in ((HOLDS, "Holds"), (FAILS, "Does not hold"), (INCONCLUSIVE, "Inconclusive"),
+                     (NOT_MEASURED, "Not measured")):  # fmt: skip
+        sub = table[table["verdict"] == v]
+        if len(sub):
+            claims = "; ".join(f"{c} ({src})" if src != "paper" else c for c, src in zip(sub["claim"], sub["source"],
+                                                                                         strict=True))  # fmt: skip
+            lines.append(f"- **{label}** ({len(sub)} of {len(table)}): {claims}.")
+    by = table.set_index("claim")
+    cheap = "Vocabulary expansion makes Japanese cheaper to process"
+    if cheap in by.index and by.loc[cheap, "verdict"] != NOT_MEASURED:
+        lines.append(f"- Tokens of held-out Japanese, expanded / its base tokenizer: {by.loc[cheap, 'ours']}.")
+    ve = "Expansion costs little: Japanese VE no worse than NVE"
+    if ve in by.index and by.loc[ve, "verdict"] != NOT_MEASURED:
+        lines.append(
+            f"- Japanese bits/byte, VE vs NVE at equal training tokens: {by.loc[ve, 'ours']} ({by.loc[ve, 'reason']})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- findings:begin -->", "<!-- findings:end -->"
+
+
+def readme_block(out: Path) -> str:
+    """The README's findings section from a finished analysis directory: the table and :func:`takeaways`."""
+    table = pd.read_csv(out / "findings.csv")
+    shown = table[["claim", "ours", "paper", "verdict", "reason"]].assign(verdict=lambda t: "**" + t["verdict"] + "**")
+    return markdown_table(shown) + "\n" + takeaways(table)
+
+
+def update_readme(readme: Path, out: Path) -> None:
+    """Replace what lies between the findings markers of ``readme`` with :func:`readme_block` (atomically)."""
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme}: no {README_BEGIN} ... {README_END} markers; add them where the table goes")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    write_text_atomic(readme, f"{head}{README_BEGIN}\n{readme_block(out)}{README_END}{tail}")
+
+
 def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:
     """Every figure of the study and the findings table (CSV, Markdown, JSON) under ``runs/<profile>/analysis/``.
 
@@ -1014,6 +1060,7 @@ def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:
     write_text_atomic(out / "findings.csv", table.to_csv(index=False))
     write_text_atomic(out / "findings.md", markdown_table(table))
     write_json_atomic(out / "findings.json", table.to_dict(orient="records"))
+    write_text_atomic(out / "takeaways.md", takeaways(table))
     write_text_atomic(out / "headline.csv", headline_table(p, runs).to_csv())
     write_text_atomic(out / "training_efficiency.csv", training_efficiency(p, runs).to_csv(index=False))
     for fig in (ve_nve_figure(p), parallel_figure(p), scratch_figure(p), training_efficiency_figure(p, runs)):
@@ -1023,8 +1070,14 @@ def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import sys
+
     from swallowlib.provenance import stage_cli
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--readme":  # python -m swallowlib.analysis --readme README.md runs/tiny/analysis
+        update_readme(Path(argv[1]), Path(argv[2]))
+        return
     stage_cli(build_analysis, __doc__.splitlines()[0], argv)
 
 

@@ -342,3 +342,19 @@ def test_paired_bootstrap_known_answer_and_tighter_than_independent(tmp_path, mo
     assert se < indep / 5 and abs(d) > 2 * se and abs(d) < 2 * indep  # significant only when paired
     assert analysis.paired("tiny", ("a", None), ("b", None), "bpb_en") is None  # no samples for this task
     assert analysis.paired("tiny", ("a", 99), ("b", None), "bpb_ja") is None  # no such checkpoint
+
+
+def test_readme_block_is_generated_between_markers_and_idempotent(profile, tmp_path):
+    out = analysis.build_analysis(profile)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\nintro\n{analysis.README_BEGIN}\nstale table\n{analysis.README_END}\n\nafter\n")
+    analysis.update_readme(readme, out)
+    text = readme.read_text()
+    assert "stale table" not in text and text.startswith("# t\nintro\n") and text.endswith("\n\nafter\n")
+    assert "| Japanese improves with continual pre-training |" in text and "**holds**" in text
+    assert "- **Holds** (" in text  # the generated summary
+    analysis.update_readme(readme, out)
+    assert readme.read_text() == text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        analysis.update_readme(readme, out)
