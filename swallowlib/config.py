@@ -420,9 +420,10 @@ def run_checkpoint_fractions(tc: TrainConfig, rc: RunConfig) -> list[float]:
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 05: evaluation (lm-evaluation-harness; swallowlib/eval)
 
-#: The offline tasks stage 05 builds from the held-out files of stage 01 (swallowlib/eval/tasks.py).
-EVAL_TASKS = ("bpb_ja", "bpb_en", "translate_en_ja", "translate_ja_en", "faq_ja", "faq_en", "synopsis_ja",
-              "synopsis_en", "jmdict_ja_en")
+#: The offline tasks stage 05 builds from the held-out files of stage 01 and, for bpb_ja_ood, the out-of-domain
+#: Japanese texts of stage 02 (swallowlib/eval/tasks.py).
+EVAL_TASKS = ("bpb_ja", "bpb_en", "bpb_ja_ood", "translate_en_ja", "translate_ja_en", "faq_ja", "faq_en",
+              "synopsis_ja", "synopsis_en", "jmdict_ja_en")
 
 
 @dataclass(frozen=True)
@@ -430,14 +431,17 @@ class EvalConfig:
     """Stage 05: which offline tasks, how many examples, which checkpoints; lm-eval registry tasks on GPU profiles."""
 
     # Names from EVAL_TASKS. jmdict_ja_en is opt-in: it needs the jamdict-data sdist (fetched by stage 02's coverage).
+    # bpb_ja_ood: Japanese of other domains (literature, a tutorial, an essay), at most max_examples documents.
     tasks: list[str] = field(default_factory=lambda: [t for t in EVAL_TASKS if t != "jmdict_ja_en"])
-    # Tasks for the milestones before a run's last checkpoint (the score-vs-tokens curves); the last one gets all of
-    # ``tasks``. Bits per byte is cheap (log-likelihood only) and the measure that compares vocabularies.
-    milestone_tasks: list[str] = field(default_factory=lambda: ["bpb_ja", "bpb_en"])
+    # Tasks for the milestones before a run's last checkpoint (the score-vs-tokens curves; those also in ``tasks``);
+    # the last one gets all of ``tasks``. Bits per byte is cheap (log-likelihood only) and the measure that compares
+    # vocabularies. bpb_ja_ood needs the out-of-domain texts of stage 02 (tokenizer.out_of_domain, cached in data/).
+    milestone_tasks: list[str] = field(default_factory=lambda: ["bpb_ja", "bpb_en", "bpb_ja_ood"])
     max_examples: int = 40  # documents / pairs / questions per task (a seeded sample of the held-out file)
-    bpb_max_chars: int = 2000  # each held-out document is cut to this many characters for bits per byte
-    # Drop the lines of the bits-per-byte documents found verbatim or near-verbatim (corpus.decontam's rules) in a
-    # training split (the test split is cut by page within the same packages); report in tasks/heldout_overlap.json.
+    bpb_max_chars: int = 2000  # each held-out document is cut to this many characters (bpb_ja_ood: packed up to)
+    # Drop the lines of the bits-per-byte documents found verbatim or near-verbatim in a training split, by the rules
+    # and thresholds of corpus.decontam (the test split is cut by page within the same packages, so ~20 % of it is
+    # shared boilerplate); the overlap per task goes to runs/<p>/eval/tasks/heldout_overlap.json.
     bpb_decontam: bool = True
     max_chars: int = 120  # translation pairs and synopses longer than this (characters, either side) are left out
     description_chars: int = 400  # synopsis task: the package description is cut to this many characters
@@ -774,7 +778,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
             if lang not in ("ja", "en"):
                 fail(f"filters.{lang}", "expected a language: ja or en")
             if lang != "ja" and q.rule_set == "swallow-v1":
-                fail(f"filters.{lang}.rule_set", "swallow-v1 is defined for Japanese text only; set rule_set: technical")
+                fail(f"filters.{lang}.rule_set",
+                     "swallow-v1 is defined for Japanese text only; set rule_set: technical")
         for i, hs in enumerate(obj.hub):
             for key in ("max_docs", "max_chars"):
                 v = getattr(hs, key)

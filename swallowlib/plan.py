@@ -39,6 +39,7 @@ from swallowlib.config import (
     Config,
     ConfigError,
     QualityFilters,
+    default_filters,
     grad_accum,
     load_config,
     run_checkpoint_fractions,
@@ -305,16 +306,16 @@ def plan(cfg: Config, *, gpu: str | None = None, gpu_tflops: float | None = None
     cc = cfg.corpus
     role = {s: "eval" if s in cc.eval_sources else "parallel" if s in cc.parallel_sources else "mono"
             for s in cc.sources}  # fmt: skip
+    # The paper's rules are the QualityFilters defaults: rule set swallow-v1 (Swallow's released definitions) at
+    # Swallow's thresholds. A profile's rules are shown as their differences from those (the rule set among them).
     paper = QualityFilters()
+    paper_rules = "the paper's rules (swallow-v1 at Swallow's thresholds, the QualityFilters defaults)"
     filters = {}
     for lang in ("ja", "en"):
-        q = cc.filters.get(lang)
-        if q is None:
-            filters[lang] = "the paper's thresholds (QualityFilters defaults)"
-            continue
+        q = cc.filters.get(lang) or default_filters(lang)
         diff = {f.name: getattr(q, f.name) for f in dataclasses.fields(q)
                 if getattr(q, f.name) != getattr(paper, f.name)}  # fmt: skip
-        filters[lang] = diff or "the paper's thresholds (QualityFilters defaults)"
+        filters[lang] = diff or paper_rules
     corpus = {
         "catalogue": [{"name": s, "role": role[s], "licence": CATALOGUE[s].licence} for s in cc.sources],
         "local": [dataclasses.asdict(s) for s in cc.local],
@@ -451,7 +452,7 @@ def render(p: dict[str, Any]) -> str:
     for s in c["local"]:
         w(f"  local {s['language']}: {s['name']} = {s['path']}; licence {s['licence']}")
     for lang, f in c["filters"].items():
-        w(f"  filters {lang}: {f if isinstance(f, str) else 'adapted: ' + json.dumps(f)}")
+        w(f"  filters {lang}: {f if isinstance(f, str) else 'differs from the paper rules in ' + json.dumps(f)}")
     d, sp = c["dedup"], c["split"]
     w(f"  dedup: {'MinHash over character ' + str(d['ngram']) + '-grams, ' if d['enabled'] else 'off'}"
       f"{d['num_buckets']} x {d['hashes_per_bucket']}; split valid {sp['valid']:g} / test {sp['test']:g}; "

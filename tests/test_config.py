@@ -16,7 +16,19 @@ def test_profiles_load(profile):
     assert cfg.corpus.filters["ja"].min_chars == 400
     assert cfg.corpus.filters["ja"].min_hiragana_frac == 0.2
     assert cfg.corpus.filters["en"].min_hiragana_frac is None  # Japanese-only rule is off for English
+    assert cfg.corpus.filters["ja"].rule_set == cfg.corpus.filters["en"].rule_set == "technical"
     assert cfg.path.endswith(f"{profile}.yaml")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny", "rehearsal", "tinyllama-1.1b", "llama2-7b"])
+def test_every_profile_names_its_rule_sets(profile):
+    """Each profile says which rule set filters each language; the GPU profiles filter Japanese web text with the
+    paper's rules (swallow-v1), the CPU profiles technical documentation with the technical set."""
+    raw = yaml.safe_load(paths.config_path(profile).read_text())["corpus"]["filters"]
+    assert {lang: f["rule_set"] for lang, f in raw.items()} == {
+        "ja": "swallow-v1" if profile in ("tinyllama-1.1b", "llama2-7b") else "technical",
+        "en": "technical",
+    }
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -48,6 +60,18 @@ def _base() -> dict:
             "corpus.filters.ja.min_chars",
             "expected",
         ),
+        (lambda d: d["corpus"]["filters"]["ja"].update(rule_set="gopher"), "corpus.filters.ja.rule_set", "one of"),
+        (  # a threshold the chosen rule set does not use: an error naming the key and the fix
+            lambda d: d["corpus"]["filters"].update(ja={"max_dup_para_frac": 0.3}),
+            "corpus.filters.ja.max_dup_para_frac",
+            "not a threshold of rule_set swallow-v1",
+        ),
+        (
+            lambda d: d["corpus"]["filters"]["ja"].update(min_japanese_chars=300),
+            "corpus.filters.ja.min_japanese_chars",
+            "set rule_set: swallow-v1",
+        ),
+        (lambda d: d["corpus"]["filters"]["en"].pop("rule_set"), "corpus.filters.en.rule_set", "Japanese text only"),
         (lambda d: d["corpus"]["dedup"].update(enabled="yes"), "corpus.dedup.enabled", "true or false"),
         (lambda d: d["corpus"]["sources"].append("no-such-source"), "corpus.sources[", "unknown source"),
         (
@@ -142,6 +166,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_defaults_are_swallow_thresholds():
     f = QualityFilters()
+    assert f.rule_set == "swallow-v1"  # the paper's rules: Swallow's released definitions and thresholds
+    assert (f.min_chars, f.min_japanese_chars, f.min_hiragana_frac) == (400, 400, 0.2)
+    assert (f.max_dup_line_frac, f.max_dup_sentence_frac) == (0.30, 0.30)
+    assert (f.max_dup_line_char_frac, f.max_dup_sentence_char_frac, f.max_ng_word_char_frac) == (0.20, 0.20, 0.05)
     assert f.max_top_ngram_char_frac == {2: 0.20, 3: 0.18, 4: 0.16}
     assert f.max_dup_ngram_char_frac == {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     assert (f.max_katakana_frac, f.min_japanese_frac, f.max_sentence_chars) == (0.5, 0.5, 200)
@@ -155,3 +183,13 @@ def test_environment_yml_matches_pyproject():
     assert any(str(d).startswith("python=3.11") for d in deps if isinstance(d, str))
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     assert any(line.startswith("-e .") for line in pip)
+
+
+def test_rule_sets_reject_the_other_sets_thresholds():
+    assert QualityFilters(rule_set="technical").max_dup_para_frac == 0.30  # the technical set at the paper's numbers
+    with pytest.raises(ValueError, match="max_dup_para_frac: not a threshold of rule_set swallow-v1"):
+        QualityFilters(max_dup_para_frac=0.5)
+    with pytest.raises(ValueError, match="min_japanese_chars: .* set rule_set: swallow-v1"):
+        QualityFilters(rule_set="technical", min_japanese_chars=None)
+    with pytest.raises(ValueError, match="rule_set: expected one of"):
+        QualityFilters(rule_set="gopher")

@@ -1,5 +1,6 @@
-"""Tests for swallowlib.corpus.filters: unit definitions, every statistic (known answers), every rule as its own
-datatrove step, the step order, and the whole quality pipeline on a local executor."""
+"""Tests for swallowlib.corpus.filters: the ``technical`` rule set's unit definitions, every statistic (known
+answers), every rule as its own datatrove step, the step order, and the whole quality pipeline on a local executor.
+(The ``swallow-v1`` rule set, the default, is tested in test_swallow_rules.py.)"""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ JA_CLEAN = "\n".join(
 
 SENTS = [s for s in F.sentences(JA_CLEAN)]
 
+# The technical rule set at the paper's thresholds (QualityFilters() itself is swallow-v1).
+TECH = QualityFilters(rule_set="technical")
+
 
 def cfg_only(**kw) -> QualityFilters:
     """A config with every rule disabled except the given thresholds."""
@@ -50,7 +54,7 @@ def cfg_only(**kw) -> QualityFilters:
     }
     off.update(max_top_ngram_char_frac={}, max_dup_ngram_char_frac={})
     off.update(kw)
-    return QualityFilters(**off)
+    return QualityFilters(rule_set="technical", **off)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,8 +149,8 @@ def test_ng_word_frac() -> None:
 
 
 def test_clean_text_passes_every_default_rule() -> None:
-    values = F.rule_values(JA_CLEAN, QualityFilters(), "ja")
-    fired = [r.name for r in F.quality_rules(QualityFilters(), "ja") if r.drops(values[r.name])]
+    values = F.rule_values(JA_CLEAN, TECH, "ja")
+    fired = [r.name for r in F.quality_rules(TECH, "ja") if r.drops(values[r.name])]
     assert fired == []
 
 
@@ -177,13 +181,13 @@ BAD: dict[str, tuple[QualityFilters, str]] = {
             cfg_only(max_dup_ngram_char_frac={n: t}),
             JA_CLEAN + "\n" + "".join(SENTS[:4]),
         )
-        for n, t in QualityFilters().max_dup_ngram_char_frac.items()
+        for n, t in TECH.max_dup_ngram_char_frac.items()
     },
 }
 
 
 def test_every_configured_rule_has_a_case() -> None:
-    assert set(BAD) == {r.name for r in F.quality_rules(QualityFilters(), "ja")}
+    assert set(BAD) == {r.name for r in F.quality_rules(TECH, "ja")}
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -212,19 +216,22 @@ def test_thresholds_are_strict_except_ng_words() -> None:
 
 
 def test_rule_order_none_disables_and_english_skips_script_rules() -> None:
-    names = [r.name for r in F.quality_rules(QualityFilters(), "ja")]
+    names = [r.name for r in F.quality_rules(TECH, "ja")]
     assert names[:5] == ["min_chars", "japanese_frac", "hiragana_frac", "katakana_frac", "ng_word_frac"]
     assert names[-6:] == [f"dup_{n}gram_char_frac" for n in range(5, 11)]
     assert names.index("top_2gram_char_frac") > names.index("ellipsis_frac")
-    en = [r.name for r in F.quality_rules(QualityFilters(), "en")]
+    en = [r.name for r in F.quality_rules(TECH, "en")]
     assert not set(en) & set(F.JAPANESE_ONLY) and len(en) == len(names) - 3
-    off = [r.name for r in F.quality_rules(QualityFilters(min_chars=None, max_top_ngram_char_frac={}), "ja")]
+    off = [
+        r.name
+        for r in F.quality_rules(QualityFilters(rule_set="technical", min_chars=None, max_top_ngram_char_frac={}), "ja")
+    ]
     assert "min_chars" not in off and not any(n.startswith("top_") for n in off)
     assert F.quality_rules(cfg_only(), "ja") == []
 
 
 def test_custom_ng_words_replace_the_builtin_list() -> None:
-    rules = {r.name: r for r in F.quality_rules(QualityFilters(ng_words=["foobar"]), "en")}
+    rules = {r.name: r for r in F.quality_rules(QualityFilters(rule_set="technical", ng_words=["foobar"]), "en")}
     assert rules["ng_word_frac"].stat("foobar") == 1.0
     assert rules["ng_word_frac"].stat("porn") == 0.0
 
@@ -264,7 +271,7 @@ def test_run_quality_pipeline_end_to_end(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "in" / "00000.jsonl", docs[:2], extra="{not json\n")
     _write_jsonl(tmp_path / "in" / "00001.jsonl", docs[2:], extra='{"id": "n", "text": 5}\n')
     ex = ExecutorConfig(workers=1, tasks=2)
-    res = F.run_quality_pipeline(tmp_path / "in", tmp_path / "out", "ja", QualityFilters(), True, tmp_path / "work", ex)
+    res = F.run_quality_pipeline(tmp_path / "in", tmp_path / "out", "ja", TECH, True, tmp_path / "work", ex)
     assert res["docs_in"] == 4 and res["docs_out"] == 1
     assert res["corrupt_lines"] == 2
     assert res["rules"]["min_chars"]["docs"] == 1
@@ -275,6 +282,7 @@ def test_run_quality_pipeline_end_to_end(tmp_path: Path) -> None:
     # accounting: every document and character entering the rules is either kept or attributed to one rule
     assert res["docs_in"] == res["docs_out"] + sum(r["docs"] for r in res["rules"].values())
     assert res["chars_in"] == res["chars_out"] + sum(r["chars"] for r in res["rules"].values())
+    assert res["chars_kept"] == res["chars_out"] and (res["rule_set"], res["nfkc"]) == ("technical", "before rules")
     assert res["chars_read"] == sum(len(d["text"]) for d in docs) and res["chars_in"] < res["chars_read"]
     out = [json.loads(line) for f in sorted((tmp_path / "out").glob("*.jsonl.gz")) for line in gzip.open(f)]
     assert [o["id"] for o in out] == ["clean"]
@@ -282,9 +290,7 @@ def test_run_quality_pipeline_end_to_end(tmp_path: Path) -> None:
     assert out[0]["metadata"] == {"source": "s", "group": "g1"}  # metadata passes through untouched
     assert not (tmp_path / "out.tmp").exists()
     # rerun into the same folders: replaced, same answer
-    again = F.run_quality_pipeline(
-        tmp_path / "in", tmp_path / "out", "ja", QualityFilters(), True, tmp_path / "work", ex
-    )
+    again = F.run_quality_pipeline(tmp_path / "in", tmp_path / "out", "ja", TECH, True, tmp_path / "work", ex)
     assert again == res
 
 
@@ -292,7 +298,7 @@ def test_pipeline_refuses_overlapping_dirs(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     with pytest.raises(ValueError, match="overlaps"):
         F.run_quality_pipeline(
-            tmp_path / "in", tmp_path / "out", "ja", QualityFilters(), False, tmp_path / "in" / "w", ExecutorConfig()
+            tmp_path / "in", tmp_path / "out", "ja", TECH, False, tmp_path / "in" / "w", ExecutorConfig()
         )
 
 

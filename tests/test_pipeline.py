@@ -104,9 +104,12 @@ def built(tmp_path_factory):
                 {"name": "mine-ja", "path": str(ja), "language": "ja", "licence": "CC0 (test)"},
                 {"name": "mine-en", "path": str(en), "language": "en", "licence": "CC0 (test)"},
             ],
-            "filters": {"ja": {}, "en": {"min_hiragana_frac": None, "max_katakana_frac": None,
-                                         "min_japanese_frac": None, "min_avg_sentence_chars": None,
-                                         "max_avg_sentence_chars": None, "max_sentence_chars": None}},
+            # Japanese: the technical rule set, which keeps these blank-line separated pages (swallow-v1, the paper's
+            # rules, counts the blank lines as repeated paragraphs; it runs too, for the report's comparison).
+            "filters": {"ja": {"rule_set": "technical"},
+                        "en": {"rule_set": "technical", "min_hiragana_frac": None, "max_katakana_frac": None,
+                               "min_japanese_frac": None, "min_avg_sentence_chars": None,
+                               "max_avg_sentence_chars": None, "max_sentence_chars": None}},
             "split": {"valid": 0.1, "test": 0.1},
             "executor": {"kind": "local", "workers": 1, "tasks": 1},
         },
@@ -169,6 +172,10 @@ def test_filters_and_dedup_remove_what_they_should(built):
     assert report["dedup"]["ja"]["docs_removed"] >= 1
     funnel = report["funnel"]["ja"]
     assert funnel[-1]["docs"] == len(df) == funnel[-2]["docs"]  # the funnel adds up to what was written
+    paper = report["filters_paper"]["ja"]  # the paper's rules on the same documents, before NFKC
+    assert (paper["rule_set"], paper["nfkc"], paper["docs_in"]) == ("swallow-v1", "after rules",
+                                                                  report["filters"]["ja"]["docs_in"])
+    assert paper["rules"]["dup_line_frac"]["docs"] >= 24  # every blank-line separated page
     assert report["sizes"]["ja"]["train"]["docs"] + report["sizes"]["ja"]["valid"]["docs"] + report["sizes"]["ja"][
         "test"
     ]["docs"] == len(df)
@@ -261,6 +268,9 @@ def test_a_killed_stage_resumes_its_unfinished_tasks_and_equals_an_uninterrupted
         "corpus": {
             "sources": [],
             "local": [{"name": "mine-ja", "path": str(tmp_path / "src"), "language": "ja", "licence": "CC0"}],
+            # rules that keep these blank-line separated pages (swallow-v1 drops them all), so there is a corpus
+            "filters": {"ja": {"rule_set": "technical"}},
+            "compare_paper_filters": False,
             "split": {"valid": 0.1, "test": 0.1},
             "executor": {"kind": "local", "workers": 1, "tasks": 2},
         },
@@ -361,3 +371,21 @@ def test_the_stage_on_slurm_equals_the_local_executor(built, tmp_path):
     local, (cfg, out) = _built_on(built, tmp_path, {"kind": "slurm", "workers": 2, "tasks": 1, "options": options},
                                   "slurm")  # fmt: skip
     _assert_same_corpus(local, pipeline.build_corpus(cfg, out=out))
+
+
+def test_a_language_whose_documents_are_all_dropped_gives_empty_splits(tmp_path):
+    """The paper's rules (swallow-v1) can drop every document of technical text: the stage still publishes, with
+    empty Japanese splits and a funnel that ends at zero."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("短い文書です。\n\n" * 30, encoding="utf-8")  # blank lines repeat
+    src = {"name": "mine-ja", "path": str(tmp_path / "src"), "language": "ja", "licence": "CC0"}
+    cfg = {"profile": "dropped",
+           "corpus": {"sources": [], "local": [src], "executor": {"kind": "local", "workers": 1, "tasks": 1}}}
+    cfg_path = tmp_path / "dropped.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    out = pipeline.build_corpus(load_config(cfg_path), out=tmp_path / "out" / "corpus")
+    report = json.loads((out / "report.json").read_text())
+    assert report["filters"]["ja"]["rule_set"] == "swallow-v1" and report["filters"]["ja"]["docs_out"] == 0
+    assert [report["sizes"]["ja"][s]["docs"] for s in pipeline.SPLITS] == [0, 0, 0]
+    assert report["funnel"]["ja"][-1] == {"step": "final", "docs": 0, "chars": 0}
+    assert all((out / "ja" / s).is_dir() for s in pipeline.SPLITS)

@@ -1,14 +1,23 @@
-"""Swallow's corpus quality filters (docs/study.md) as datatrove pipeline steps, plus the executor factory.
+"""The corpus quality filters (docs/study.md) as datatrove pipeline steps, and the ``technical`` rule set.
 
-Every rule is (1) a pure statistic ``text -> float`` defined below with its exact unit definitions and (2) its
-own datatrove filter step (:class:`QualityRuleFilter`) with its own exclusion writer, so a run can report, per
-rule, how many documents and characters it removed and show examples. :func:`quality_steps` builds the steps in a
-fixed order (cheap rules first); :func:`run_quality_pipeline` runs JsonlReader -> (NFKC) -> rules -> JsonlWriter
-on a datatrove executor and reads the per-rule removal table back from the exclusion files and ``stats.json``.
+Two rule sets exist (``QualityFilters.rule_set``):
+
+- ``swallow-v1`` (the default, "the paper's rules"): Swallow Corpus Version 1's released definitions and thresholds,
+  exactly; its statistics live in :mod:`swallowlib.corpus.swallow_rules`.
+- ``technical`` (this module): the same kinds of rule with Gopher-style units, defined below, which the CPU profiles
+  use with thresholds adapted to technical documentation. On the same text the two take different decisions: on
+  web-like prose mostly through the n-gram units (MeCab words vs characters) and what counts as a paragraph.
+
+Every rule is (1) a pure statistic ``text -> float`` and (2) its own datatrove filter step
+(:class:`QualityRuleFilter`) with its own exclusion writer, so a run can report, per rule, how many documents and
+characters it removed and show examples. :func:`quality_steps` builds the steps in the rule set's order;
+:func:`run_quality_pipeline` runs JsonlReader -> (NFKC) -> rules -> JsonlWriter on a datatrove executor (NFKC after
+the rules for ``swallow-v1``, which reads the text as extracted) and reads the per-rule removal table back from the
+exclusion files and ``stats.json``.
 
 :mod:`swallowlib.corpus.executors` runs these pipelines on the configured executor (local, Slurm or Ray).
 
-Definitions (the same for Japanese and English text):
+Definitions of the ``technical`` rule set (the same for Japanese and English text):
 
 - *line*: a piece of ``str.splitlines()``, stripped of surrounding whitespace; blank lines are not lines.
 - *paragraph*: a maximal run of consecutive non-blank lines (paragraphs are separated by blank lines), its lines
@@ -36,7 +45,7 @@ Definitions (the same for Japanese and English text):
 - *duplicate n-gram character fraction*: characters covered by every occurrence of an n-gram after its first /
   all unit characters (again each character at most once).
 
-Run the statistics on a file::
+Run the ``technical`` statistics on a file (``python -m swallowlib.corpus.swallow_rules`` for ``swallow-v1``)::
 
     python -m swallowlib.corpus.filters some.txt ja
 """
@@ -479,13 +488,20 @@ def _bind(fn: Callable[..., float], **kw: Any) -> Callable[[str], float]:
 
 
 def quality_rules(cfg: QualityFilters, lang: str) -> list[Rule]:
-    """The enabled rules of ``cfg`` for ``lang``, in pipeline order: cheap, high-yield rules first.
+    """The enabled rules of ``cfg`` for ``lang``, in pipeline order.
 
-    Order: min_chars; japanese_frac, hiragana_frac, katakana_frac (one vectorised pass, ``ja`` only);
-    ng_word_frac (one regex scan); dup_line_frac, dup_line_char_frac, dup_para_frac, dup_sentence_char_frac;
-    avg_sentence_len, max_sentence_len, ellipsis_frac (share the sentence split); top_{2,3,4}gram_char_frac,
-    dup_{5..10}gram_char_frac (n-gram hashing, the most expensive).
+    ``swallow-v1``: :func:`swallowlib.corpus.swallow_rules.quality_rules` (Japanese only; the released order).
+    ``technical``, cheap, high-yield rules first: min_chars; japanese_frac, hiragana_frac, katakana_frac (one
+    vectorised pass, ``ja`` only); ng_word_frac (one regex scan); dup_line_frac, dup_line_char_frac, dup_para_frac,
+    dup_sentence_char_frac; avg_sentence_len, max_sentence_len, ellipsis_frac (share the sentence split);
+    top_{2,3,4}gram_char_frac, dup_{5..10}gram_char_frac (n-gram hashing, the most expensive).
     """
+    if cfg.rule_set == "swallow-v1":
+        if lang != "ja":
+            raise ValueError(f"rule_set swallow-v1 is defined for Japanese text only, not {lang!r}; use technical")
+        from swallowlib.corpus import swallow_rules  # it imports Rule from here
+
+        return swallow_rules.quality_rules(cfg)
     matcher = NGWordMatcher(tuple(cfg.ng_words)) if cfg.ng_words else _DEFAULT_MATCHER
 
     def ng(text: str) -> float:
@@ -523,6 +539,16 @@ def quality_rules(cfg: QualityFilters, lang: str) -> list[Rule]:
 def rule_values(text: str, cfg: QualityFilters, lang: str) -> dict[str, float]:
     """Every enabled rule's statistic for one text (for notebooks and debugging)."""
     return {r.name: r.stat(text) for r in quality_rules(cfg, lang)}
+
+
+def dropped_by(text: str, cfg: QualityFilters, lang: str, rules: list[Rule] | None = None) -> str | None:
+    """The first rule of ``cfg`` that drops ``text`` (as the pipeline attributes it), or None when it is kept.
+
+    ``rules``: ``quality_rules(cfg, lang)`` built once by a caller that decides many texts."""
+    for r in rules if rules is not None else quality_rules(cfg, lang):
+        if r.drops(r.stat(text)):
+            return r.name
+    return None
 
 
 class QualityRuleFilter(BaseFilter):
@@ -689,20 +715,28 @@ def run_quality_pipeline(
         {"docs_in", "chars_read", "chars_in", "docs_out", "chars_out", "corrupt_lines", "corrupt_files",
          "rules": {rule: {"docs", "chars", "examples": [{"id", "value", "text"}]}}}
 
-    ``chars_read`` counts the input as read; ``chars_in`` the characters entering the rules, i.e. after NFKC (equal
-    without it); per-rule ``chars`` and ``chars_out`` are after normalisation too, so
-    ``chars_in == chars_out + Σ rules[r].chars`` and ``docs_in == docs_out + Σ rules[r].docs``. A document
+    plus ``rule_set``, ``nfkc`` (``"before rules"``, ``"after rules"`` or None) and ``chars_kept``.
+
+    ``chars_read`` counts the input as read; ``chars_in`` the characters entering the rules; ``chars_kept`` the
+    characters the rules kept; ``chars_out`` the characters written. The ``technical`` rules read NFKC-normalised
+    text: ``chars_in`` is after NFKC (equal to ``chars_read`` without it) and ``chars_kept == chars_out``. The
+    ``swallow-v1`` rules read the text as extracted, so NFKC runs after them: ``chars_in == chars_read`` and
+    ``chars_out`` is ``chars_kept`` after NFKC. Per-rule ``chars`` are counted on the text the rules read, so always
+    ``chars_in == chars_kept + Σ rules[r].chars`` and ``docs_in == docs_out + Σ rules[r].docs``. A document
     whose statistic raised is dropped by that rule (stats: ``errors``) and counted with it.
     """
     input_dir, output_dir, work = Path(input_dir), Path(output_dir), Path(work_dir)
     check_apart(input_dir, output_dir, work)
     excl = work / "excluded"
     logs = work / "logs"
+    nfkc_at = None if not nfkc else "after rules" if qcfg.rule_set == "swallow-v1" else "before rules"
     pipeline: list[PipelineStep] = [SafeJsonlReader(str(input_dir))]
-    if nfkc:
+    if nfkc_at == "before rules":
         pipeline.append(NFKCNormalizer())
     steps = quality_steps(qcfg, lang, excl)
     pipeline += steps
+    if nfkc_at == "after rules":
+        pipeline.append(NFKCNormalizer())
     pipeline.append(JsonlWriter(str(output_dir)))
     # Tasks finished by an earlier, killed run of the same inputs are skipped (their completion markers are in
     # logs/); the caller empties work_dir and output_dir when the inputs change.
@@ -712,10 +746,16 @@ def run_quality_pipeline(
     reader = stats[0]["stats"] if stats else {}
     writer = stats[-1]["stats"] if stats else {}
     chars_read = metric_total(reader.get("doc_len"))
+    chars_in = metric_total(stats[1]["stats"].get("doc_len")) if nfkc_at == "before rules" and stats else chars_read
+    # a filter step counts the characters of the documents it forwards: the last rule's count is what the rules kept
+    last_rule = stats[len(stats) - 2 - (nfkc_at == "after rules")]["stats"] if steps and stats else None
     out = {
+        "rule_set": qcfg.rule_set,
+        "nfkc": nfkc_at,
         "docs_in": metric_total(reader.get("documents")),
         "chars_read": chars_read,
-        "chars_in": metric_total(stats[1]["stats"].get("doc_len")) if nfkc and stats else chars_read,
+        "chars_in": chars_in,
+        "chars_kept": metric_total(last_rule.get("doc_len")) if last_rule is not None else chars_in,
         "docs_out": metric_total(writer.get("total")),
         "chars_out": metric_total(writer.get("doc_len")),
         "corrupt_lines": metric_total(reader.get("corrupt_lines")),
@@ -737,6 +777,6 @@ if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig(level=logging.INFO)
     _text = Path(sys.argv[1]).read_text(encoding="utf-8")
     _lang = sys.argv[2] if len(sys.argv) > 2 else "ja"
-    _cfg = QualityFilters()
+    _cfg = QualityFilters(rule_set="technical")
     for _name, _v in rule_values(_text, _cfg, _lang).items():
         print(f"{_name:24s} {_v:10.4f}")

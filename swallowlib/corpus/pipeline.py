@@ -60,6 +60,7 @@ from swallowlib.config import (
     DecontamConfig,
     QualityFilters,
     apply_environment,
+    default_filters,
     load_config,
     to_dict,
 )
@@ -555,7 +556,7 @@ def _build(cfg: Config, st: Stage, staged: Path, work: Path) -> None:
         if not raw_dir.is_dir():
             sizes[lang] = {**{s: {"docs": 0, "chars": 0} for s in SPLITS}, "by_source": {}}
             continue
-        qcfg = cc.filters.get(lang, QualityFilters())
+        qcfg = cc.filters.get(lang) or default_filters(lang)
         nfkc = cc.nfkc.get(lang, False)
         with st.step(f"filter-{lang}"), _datatrove_log(work / "datatrove.log"):
             fstats = filters.run_quality_pipeline(
@@ -563,7 +564,8 @@ def _build(cfg: Config, st: Stage, staged: Path, work: Path) -> None:
             )
         report["filters"][lang] = fstats
         if lang == "ja" and cc.compare_paper_filters and qcfg != QualityFilters():
-            with st.step("filter-ja-paper-thresholds"), _datatrove_log(work / "datatrove.log"):
+            # the paper's rules (swallow-v1 at Swallow's thresholds) on the same documents, for the report only
+            with st.step("filter-ja-paper-rules"), _datatrove_log(work / "datatrove.log"):
                 report["filters_paper"][lang] = filters.run_quality_pipeline(
                     raw_dir, work / "paper" / lang, lang, QualityFilters(), nfkc, work / "pwork" / lang, cc.executor
                 )
@@ -575,8 +577,12 @@ def _build(cfg: Config, st: Stage, staged: Path, work: Path) -> None:
                     work / "dedup-removed" / lang,
                 )
             kept_dir = work / "dedup" / lang
-        with st.step(f"finalize-{lang}"), _datatrove_log(work / "datatrove.log"):
-            fin = _finalize(lang, kept_dir, evals_path, cc, work)
+        if fstats.get("docs_out", 0) > 0:
+            with st.step(f"finalize-{lang}"), _datatrove_log(work / "datatrove.log"):
+                fin = _finalize(lang, kept_dir, evals_path, cc, work)
+        else:  # the rules dropped every document (swallow-v1 on technical text can): empty splits, nothing to scan
+            log.warning("corpus: the %s quality rules kept no document", lang)
+            fin = {"sizes": {s: {} for s in SPLITS}, "labels": None, "out": work / "final" / lang / "out"}
         labels = decontam.worst(labels, fin["labels"])
         for s in SPLITS:
             for f in sorted((fin["out"] / s).glob("*.parquet")) if (fin["out"] / s).is_dir() else []:
@@ -667,13 +673,17 @@ def _funnel(raw: dict[str, dict[str, int]], fstats: dict, dstats: dict | None, f
     chars = sum(v["chars"] for v in raw.values())
     steps = [{"step": "extracted", "docs": docs, "chars": chars}]
     if fstats.get("chars_in") is not None and fstats["chars_in"] != chars:
-        # NFKC changes character counts; restart the funnel from the normalised text.
+        # NFKC before the rules (technical) changes character counts; restart the funnel from the normalised text.
         chars = fstats["chars_in"]
         steps.append({"step": "normalised", "docs": docs, "chars": chars})
     for rule, st in fstats["rules"].items():
         docs -= st["docs"]
         chars -= st["chars"]
         steps.append({"step": rule, "docs": docs, "chars": chars})
+    if fstats.get("chars_out") is not None and fstats["chars_out"] != chars:
+        # NFKC after the rules (swallow-v1, which reads the text as extracted)
+        chars = fstats["chars_out"]
+        steps.append({"step": "normalised", "docs": docs, "chars": chars})
     if dstats:
         steps.append(
             {"step": "minhash-dedup", "docs": docs - dstats["docs_removed"], "chars": chars - dstats["chars_removed"]}
