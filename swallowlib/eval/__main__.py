@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", action="append", help="evaluate this HF checkpoint directory (repeatable)")
     ap.add_argument("--force", action="store_true", help="re-evaluate checkpoints already evaluated")
     ap.add_argument("--tasks-only", action="store_true", help="write runs/<profile>/eval/tasks/ and stop")
+    ap.add_argument("--tasks-out", metavar="DIR",
+                    help="with --tasks-only: write the tasks (and heldout_overlap.json) into DIR instead")  # fmt: skip
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from swallowlib.eval.harness import run_eval
@@ -25,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         apply_environment(cfg)
         if args.tasks_only:
-            print(build_tasks(cfg))
+            print(build_tasks(cfg, args.tasks_out))
             return 0
+        if args.tasks_out:
+            raise ValueError("--tasks-out goes with --tasks-only (an evaluation reads runs/<profile>/eval/tasks/)")
         summary = run_eval(cfg, runs=args.run, checkpoints=args.checkpoint, force=args.force)
     except (ConfigError, EvalDataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -411,9 +411,11 @@ def check_task_loading(names: list[str], tm=None, *, network: bool) -> list[str]
 
 
 def _task_names(cfg: Config, ck: Checkpoint) -> list[str]:
-    """The lm-eval task names a checkpoint gets: the whole offline suite for a run's last, the milestone tasks else."""
+    """The lm-eval task names a checkpoint gets: the whole offline suite for a run's last, else the milestone tasks
+    that are in the suite (only ``eval.tasks`` are built: a profile that leaves one out leaves it out everywhere)."""
     ec = cfg.eval
-    return [n for t in (ec.tasks if ck.last else ec.milestone_tasks) for n in lm_eval_names(t)]
+    names = ec.tasks if ck.last else [t for t in ec.milestone_tasks if t in ec.tasks]
+    return [n for t in names for n in lm_eval_names(t)]
 
 
 def task_units(cfg: Config, ck: Checkpoint) -> dict[str, int | None]:

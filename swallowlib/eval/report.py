@@ -18,9 +18,10 @@ from swallowlib.provenance import save_figure
 
 #: The metric shown per task in the summary (lower is better for bits per byte).
 HEADLINE = {
-    "bpb_ja": "bits_per_byte", "bpb_en": "bits_per_byte", "translate_en_ja_ref": "bits_per_byte",
-    "translate_ja_en_ref": "bits_per_byte", "translate_en_ja": "chrf", "translate_ja_en": "chrf", "faq_ja": "acc",
-    "faq_en": "acc", "synopsis_ja": "rouge2_words", "synopsis_en": "rouge2_words",
+    "bpb_ja": "bits_per_byte", "bpb_en": "bits_per_byte", "bpb_ja_ood": "bits_per_byte",
+    "translate_en_ja_ref": "bits_per_byte", "translate_ja_en_ref": "bits_per_byte", "translate_en_ja": "chrf",
+    "translate_ja_en": "chrf", "faq_ja": "acc", "faq_en": "acc", "synopsis_ja": "rouge2_words",
+    "synopsis_en": "rouge2_words",
 }  # fmt: skip
 
 
@@ -59,18 +60,37 @@ def confound_table(profile: str) -> pd.DataFrame:
     return last.pivot_table(index=["task", "run"], columns="metric", values="value", aggfunc="first").round(4)
 
 
+#: The bits-per-byte tasks, as the curves figure titles them.
+BPB_TASKS = {"bpb_ja": "Japanese (held-out)", "bpb_en": "English (held-out)",
+             "bpb_ja_ood": "Japanese, out of domain"}  # fmt: skip
+
+
+def overlap(profile: str) -> pd.DataFrame:
+    """How much of each bits-per-byte task's documents a training split held, verbatim or near-verbatim, and was
+    removed (``runs/<p>/eval/tasks/heldout_overlap.json``, written when the tasks are built): one row per task."""
+    p = paths.eval_dir(profile) / "tasks" / "heldout_overlap.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no overlap report — build the tasks first (`make eval PROFILE={profile}`)")
+    rep = json.loads(p.read_text(encoding="utf-8"))
+    if not rep.get("enabled"):
+        return pd.DataFrame({"note": [rep.get("why", "decontamination off")]})
+    return pd.DataFrame.from_dict(rep["tasks"], orient="index").rename_axis("task")
+
+
 def curves_figure(profile: str, save: bool = True):
-    """Japanese and English bits per byte vs training tokens, per run (every evaluated checkpoint)."""
+    """Bits per byte vs training tokens, per run (every evaluated checkpoint): held-out Japanese and English, and
+    out-of-domain Japanese where it was evaluated."""
     df = results(profile)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, task in zip(axes, ("bpb_ja", "bpb_en"), strict=True):
+    tasks = [t for t in BPB_TASKS if t != "bpb_ja_ood" or (df["task"] == t).any()]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4))
+    for ax, task in zip(axes, tasks, strict=True):
         sub = df[(df["task"] == task) & (df["metric"] == "bits_per_byte")].sort_values("tokens")
         for run, g in sub.groupby("run", sort=False):
             ax.plot(g["tokens"], g["value"], marker="o", label=run)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
         ax.set_xlabel("training tokens of the run")
-        ax.set_ylabel("bits per byte (held-out)")
-        ax.set_title({"bpb_ja": "Japanese", "bpb_en": "English"}[task])
+        ax.set_ylabel("bits per byte")
+        ax.set_title(BPB_TASKS[task])
         ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
