@@ -97,8 +97,10 @@ class QualityFilters:
         for key, why in foreign_thresholds(self.rule_set).items():
             default = next(f.default for f in dataclasses.fields(self) if f.name == key)
             if getattr(self, key) != default:
-                raise ValueError(f"{key}: not a threshold of rule_set {self.rule_set} ({why}); "
-                                 f"leave it out or set rule_set: {_other(self.rule_set)}")
+                raise ValueError(
+                    f"{key}: not a threshold of rule_set {self.rule_set} ({why}); "
+                    f"leave it out or set rule_set: {_other(self.rule_set)}"
+                )
 
 
 def _other(rule_set: str) -> str:
@@ -594,8 +596,10 @@ def _build(cls: type, data: dict, prefix: str, src: str) -> Any:
         for name, why in foreign_thresholds(rule_set).items():
             if name in data:
                 where = f"{prefix}.{name}" if prefix else name
-                raise ConfigError(f"{src}: {where}: not a threshold of rule_set {rule_set} ({why}); "
-                                  f"remove the key or set rule_set: {_other(rule_set)}")
+                raise ConfigError(
+                    f"{src}: {where}: not a threshold of rule_set {rule_set} ({why}); "
+                    f"remove the key or set rule_set: {_other(rule_set)}"
+                )
     obj = cls(**kwargs)
     _check_ranges(obj, prefix, src)
     return obj
@@ -778,8 +782,9 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
             if lang not in ("ja", "en"):
                 fail(f"filters.{lang}", "expected a language: ja or en")
             if lang != "ja" and q.rule_set == "swallow-v1":
-                fail(f"filters.{lang}.rule_set",
-                     "swallow-v1 is defined for Japanese text only; set rule_set: technical")
+                fail(
+                    f"filters.{lang}.rule_set", "swallow-v1 is defined for Japanese text only; set rule_set: technical"
+                )
         for i, hs in enumerate(obj.hub):
             for key in ("max_docs", "max_chars"):
                 v = getattr(hs, key)

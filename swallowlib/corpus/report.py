@@ -115,34 +115,91 @@ def filter_table(r: dict, lang: str) -> pd.DataFrame:
 
 
 def paper_vs_profile_table(r: dict, lang: str = "ja") -> pd.DataFrame:
-    """Documents/characters removed by each rule under the paper's exact thresholds and under the profile's, on the
-    same documents; the last row is what each keeps (before MinHash dedup).
+    """Documents/characters removed by each rule under the paper's rules (rule set swallow-v1 at Swallow's
+    thresholds) and under the profile's, on the same documents; the last row is what each keeps (before MinHash
+    dedup). The column headers name each side's rule set.
 
-    Empty when the profile uses the paper's thresholds (nothing to compare).
+    Rows are both rule sets' rules, the paper's order first; a rule the other set does not have is empty there
+    (swallow-v1 alone has dup_sentence_frac and min_japanese_chars, technical alone dup_para_frac). Rules of the same
+    name measure the same kind of thing with each set's own definitions (module docstrings of
+    :mod:`swallowlib.corpus.swallow_rules` and :mod:`swallowlib.corpus.filters`), so their counts differ even at
+    equal thresholds. Characters kept are after NFKC on both sides (swallow-v1 reads the text before it, technical
+    after it). Empty when the profile uses the paper's rules (nothing to compare).
     """
     paper = r.get("filters_paper", {}).get(lang)
     if not paper:
         return pd.DataFrame()
     prof = r["filters"][lang]
+    # reports written before rule sets existed ran the technical definitions on both sides
+    a, b = f"paper ({paper.get('rule_set', 'technical')})", f"profile ({prof.get('rule_set', 'technical')})"
+
+    def cell(side: dict, rule: str, key: str) -> int | None:
+        return side["rules"][rule][key] if rule in side["rules"] else None
+
     rows = [
         {
             "rule": rule,
-            "paper: docs": paper["rules"].get(rule, {}).get("docs", 0),
-            "paper: chars": paper["rules"].get(rule, {}).get("chars", 0),
-            "profile: docs": prof["rules"].get(rule, {}).get("docs", 0),
-            "profile: chars": prof["rules"].get(rule, {}).get("chars", 0),
+            f"{a}: docs": cell(paper, rule, "docs"),
+            f"{a}: chars": cell(paper, rule, "chars"),
+            f"{b}: docs": cell(prof, rule, "docs"),
+            f"{b}: chars": cell(prof, rule, "chars"),
         }
         for rule in dict.fromkeys(list(paper["rules"]) + list(prof["rules"]))
     ]
     rows.append(
         {
             "rule": "= kept (before dedup)",
-            "paper: docs": paper["docs_out"],
-            "paper: chars": paper["chars_out"],
-            "profile: docs": prof["docs_out"],
-            "profile: chars": prof["chars_out"],
+            f"{a}: docs": paper["docs_out"],
+            f"{a}: chars": paper["chars_out"],
+            f"{b}: docs": prof["docs_out"],
+            f"{b}: chars": prof["chars_out"],
         }
     )
+    return pd.DataFrame(rows).astype({c: "Int64" for c in (f"{a}: docs", f"{a}: chars", f"{b}: docs", f"{b}: chars")})
+
+
+#: Notebook 01's worked example of the two rule sets: a short blog-style page, six paragraphs separated by blank
+#: lines (11 lines). swallow-v1 counts the 5 blank lines as paragraphs, 4 of them repeats of the first: a duplicate
+#: line fraction of 4/11 > 0.30, dropped. The technical rule set has no blank lines among its lines: kept. Without the
+#: blank lines both keep it (and so does Swallow's released code).
+RULE_SET_EXAMPLE = "\n\n".join(
+    [
+        "週末に近くの山へハイキングに行ってきました。朝早く家を出たので、登山口の駐車場はまだ空いていました。",
+        "登り始めてすぐに、木々の間から鳥の声が聞こえてきました。途中の休憩所では、地元の人が育てたみかんを売っていて、"
+        "甘くておいしかったです。",
+        "山頂に着いたのはお昼ごろでした。標高は 1,200 m ほどですが、天気がよく、遠くの海まではっきりと見えました。"
+        "持ってきたおにぎりを食べながら、しばらく景色を眺めていました…",
+        "帰りは別の道を通って下山しました。こちらの道は少し急でしたが、川沿いを歩けるので涼しく、足元の石に気をつけながら"
+        "ゆっくり進みました。",
+        "ふもとの温泉で汗を流してから帰りました。駅までの道では、小さな商店で名物のまんじゅうを買い、電車の中で半分だけ"
+        "食べてしまいました。歩いたあとのお湯は格別で、疲れがすっと消えていくようでした。",
+        "次は紅葉の季節に、家族と一緒にもう一度来たいと思います。皆さんもぜひ出かけてみてください！",
+    ]
+)
+
+
+def rule_set_table(text: str = RULE_SET_EXAMPLE, lang: str = "ja") -> pd.DataFrame:
+    """Every rule's statistic for one text under both rule sets at the paper's thresholds (``QualityFilters()`` and
+    ``QualityFilters(rule_set="technical")``), whether it drops the text, and which rule each set drops it by
+    (the first that fires, the last row). A rule only one set has is empty on the other side."""
+    from swallowlib.config import QualityFilters
+    from swallowlib.corpus import filters
+
+    sets = {"swallow-v1": QualityFilters(), "technical": QualityFilters(rule_set="technical")}
+    rules = {name: {r.name: r for r in filters.quality_rules(q, lang)} for name, q in sets.items()}
+    rows = []
+    for rule in dict.fromkeys(n for rs in rules.values() for n in rs):
+        row: dict = {"rule": rule}
+        for name, rs in rules.items():
+            v = rs[rule].stat(text) if rule in rs else None
+            row[name] = None if v is None else round(v, 4)
+            row[f"{name} drops"] = None if v is None else ("drops" if rs[rule].drops(v) else "")
+        rows.append(row)
+    row = {"rule": "= decision"}
+    for name, q in sets.items():
+        first = filters.dropped_by(text, q, lang, list(rules[name].values()))
+        row[name], row[f"{name} drops"] = ("kept", "") if first is None else ("dropped", f"by {first}")
+    rows.append(row)
     return pd.DataFrame(rows)
 
 
