@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 FINDINGS_COLUMNS = ("claim", "source", "measure", "ours", "paper", "verdict", "reason")
 #: verdict → CSS class; anything else in findings.csv is an error (the analysis and the report share this contract).
-VERDICTS = {"holds": "v-holds", "does not hold": "v-not", "inconclusive": "v-inconclusive"}
+VERDICTS = {"holds": "v-holds", "does not hold": "v-not", "inconclusive": "v-inconclusive",
+            "not measured": "v-unmeasured"}  # fmt: skip
 SOURCES = ("paper", "beyond the paper")
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -86,6 +87,7 @@ td.num { font-variant-numeric: tabular-nums; } #notebooks td.num { white-space: 
 .v-holds { background: #e6f4ea; color: #137333; }
 .v-not { background: #fce8e6; color: #a50e0e; }
 .v-inconclusive { background: #fef7e0; color: #7a5a00; }
+.v-unmeasured { background: #f1f3f4; color: #5f6368; }
 .status-ok { color: #137333; } .status-failed { color: #a50e0e; font-weight: 600; }
 .status-incomplete, .status-unknown { color: #7a5a00; }
 .note { background: #f6f6f6; border-left: 4px solid #bbb; padding: 8px 12px; }

@@ -27,6 +27,7 @@ FINDINGS = [
     ("VE makes Japanese text cheaper", "paper", "tokens per char", "0.61", "0.56", "holds", "fewer tokens"),
     ("CPT beats scratch", "paper", "JA score", "0.31", "0.48", "does not hold", "scratch won at this scale"),
     ("Init method matters early", "beyond the paper", "loss @ step 0", "7.1 vs 7.3", "", "inconclusive", "1 seed"),
+    ("Parallel text helps", "paper", "ref bits/byte", "—", "", "not measured", "no cpt-ve-para run"),
 ]
 TABLE = pd.DataFrame({"run": ["base", "cpt-ve", "cpt-nve"], "ja_score": [0.12, 0.31, 0.27]})
 
@@ -135,6 +136,7 @@ def test_index_shows_findings_figures_and_notebooks(study):
         ("holds", ["verdict", "v-holds"]),
         ("does not hold", ["verdict", "v-not"]),
         ("inconclusive", ["verdict", "v-inconclusive"]),
+        ("not measured", ["verdict", "v-unmeasured"]),
     ]
 
     img = soup.select_one("#fig-eval_curves img")
@@ -319,7 +321,7 @@ def test_report_renders_in_headless_chromium(study, browser):
     assert all(r.is_displayed() and r.size["height"] > 0 for r in rows)
     cells = table.find_elements(By.CSS_SELECTOR, "td.verdict")
     colours = [c.value_of_css_property("background-color") for c in cells]
-    assert len(set(colours)) == 3 and "rgba(0, 0, 0, 0)" not in colours, colours  # each verdict styled, distinctly
+    assert len(set(colours)) == len(FINDINGS) and "rgba(0, 0, 0, 0)" not in colours, colours  # each styled, distinctly
     assert browser.execute_script(_REMOTE_JS) == []
 
     browser.find_element(By.LINK_TEXT, "01_corpus").click()
