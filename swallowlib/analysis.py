@@ -37,6 +37,8 @@ from swallowlib.verdict import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, Estimat
 
 log = logging.getLogger(__name__)
 
+BPB = "bits_per_byte"
+
 
 #: The paper's numbers and words, each with its source: the Swallow (Llama 2) model cards of Dec 2023 / Feb 2024
 #: (unweighted task averages), the abstract of Fujii et al. (2024), or the paper's ablations; "likely" marks what
@@ -257,17 +259,46 @@ def difference(ctx: _Ctx, a: tuple[str, int | None], b: tuple[str, int | None], 
     return rules.from_stderr(va - vb, math.hypot(sa, sb), ctx.ac.z, "independent stderrs")
 
 
-def run_difference(ctx: _Ctx, a: str, b: str, task: str, metric: str = "bits_per_byte") -> Estimate | None:
-    """``a - b`` at both runs' last checkpoints, over seeds when ``a`` (or ``b``) has replicates: replicate k of
-    ``a`` is paired with replicate k of ``b`` when it exists, else with ``b`` itself (e.g. one base model)."""
-    ra, rb = seed_replicates(ctx.runs, a), seed_replicates(ctx.runs, b)
+def run_difference(ctx: _Ctx, a: str, b: str | tuple[str, int | None], task: str,
+                   metric: str = "bits_per_byte") -> Estimate | None:  # fmt: skip
+    """``a - b`` at the runs' last checkpoints, over seeds when ``a`` (or ``b``) has replicates: replicate k of ``a``
+    is paired with replicate k of ``b`` when it exists, else with ``b`` itself. ``b`` may be a fixed checkpoint
+    ``(run, step)`` (the base model), which every replicate of ``a`` is compared with."""
+    fixed = None if isinstance(b, str) else b
+    rb = [] if fixed else seed_replicates(ctx.runs, b)
     per_seed = []
-    for k, run_a in enumerate(ra):
-        run_b = rb[k] if k < len(rb) else b
-        e = difference(ctx, (run_a, None), (run_b, None), task, metric)
+    for k, run_a in enumerate(seed_replicates(ctx.runs, a)):
+        at_b = fixed or ((rb[k] if k < len(rb) else b), None)
+        e = difference(ctx, (run_a, None), at_b, task, metric)
         if e is not None:
             per_seed.append(e)
     return rules.over_seeds(per_seed, ctx.ac.z) if per_seed else None
+
+
+def base_at(ctx: _Ctx, task: str) -> tuple[str, int | None] | None:
+    """Where the base model was measured on ``task``: the ``base`` run (CPU profiles train it), else the step-0
+    checkpoint of ``cpt-nve`` — the base's own weights, where the base is a pretrained model and not a run."""
+    if not ctx.missing("base") and ctx.has_task("base", task):
+        return ("base", None)
+    if "cpt-nve" in ctx.runs and not math.isnan(_value(ctx.df, ("cpt-nve", 0), task, "bits_per_byte")[0]):
+        return ("cpt-nve", 0)
+    return None
+
+
+def _base_label(at: tuple[str, int | None]) -> str:
+    return "base" if at[0] == "base" else f"base ({at[0]} at step {at[1]}: its start weights)"
+
+
+def _base_row(ctx: _Ctx, claim: str, source: str, measure: str, paper: str,
+              task: str) -> tuple[Finding | None, tuple[str, int | None] | None]:  # fmt: skip
+    """The base's checkpoint for a "base → cpt-ve" row, or the row's "not measured" Finding."""
+    if nm := _needs(ctx, claim, source, measure, paper, ("cpt-ve",), (task,)):
+        return nm, None
+    at = base_at(ctx, task)
+    if at is None:
+        why = f"no {task} for the base model: neither a base run nor cpt-nve's step-0 checkpoint was evaluated"
+        return _not_measured(claim, source, measure, paper, why), None
+    return None, at
 
 
 def _value(df: pd.DataFrame, at: tuple[str, int | None], task: str, metric: str) -> tuple[float, float]:
@@ -325,21 +356,14 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
 
 def _ja_improves(ctx: _Ctx) -> list[Finding]:
     claim, measure = "Japanese improves with continual pre-training", "JA bits/byte, base → cpt-ve (lower is better)"
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["ja_improves"], ("base", "cpt-ve"), ("bpb_ja",)):
+    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["ja_improves"], "bpb_ja")
+    if nm:
         return [nm]
-    (b, bse), (v, vse) = (final(ctx.df, r, "bpb_ja", "bits_per_byte") for r in ("base", "cpt-ve"))
-    verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", "base", "bpb_ja"), lower_is_better=True)
-    return [
-        Finding(
-            claim,
-            "paper",
-            measure + "; superiority",
-            f"{_fmt(b, bse)} → {_fmt(v, vse)}",
-            PAPER["ja_improves"],
-            verdict_,
-            reason,
-        )
-    ]
+    (b, bse), (v, vse) = _value(ctx.df, at, "bpb_ja", BPB), _value(ctx.df, ("cpt-ve", None), "bpb_ja", BPB)
+    verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, "bpb_ja"), lower_is_better=True)
+    measure = measure.replace("base", _base_label(at), 1) + "; superiority"
+    return [Finding(claim, "paper", measure, f"{_fmt(b, bse)} → {_fmt(v, vse)}", PAPER["ja_improves"], verdict_,
+                    reason)]  # fmt: skip
 
 
 def _keeps_improving(ctx: _Ctx) -> list[Finding]:
@@ -387,22 +411,14 @@ def _en_retained(ctx: _Ctx) -> list[Finding]:
     m = ctx.ac.en_retained_margin
     claim = "English is largely retained"
     measure = f"EN bits/byte, base → cpt-ve (JA is 90 % of the CPT data); non-inferiority, margin +{m:.0%}"
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["en_retained"], ("base", "cpt-ve"), ("bpb_en",)):
+    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["en_retained"], "bpb_en")
+    if nm:
         return [nm]
-    (b, bse), (v, vse) = (final(ctx.df, r, "bpb_en", "bits_per_byte") for r in ("base", "cpt-ve"))
-    e = run_difference(ctx, "cpt-ve", "base", "bpb_en").scaled(1 / b)
-    verdict_, reason = rules.non_inferiority(e, m)
-    return [
-        Finding(
-            claim,
-            "paper",
-            measure,
-            f"{_fmt(b, bse)} → {_fmt(v, vse)} ({(v - b) / b:+.1%})",
-            PAPER["en_retained"],
-            verdict_,
-            reason,
-        )
-    ]
+    (b, bse), (v, vse) = _value(ctx.df, at, "bpb_en", BPB), _value(ctx.df, ("cpt-ve", None), "bpb_en", BPB)
+    verdict_, reason = rules.non_inferiority(run_difference(ctx, "cpt-ve", at, "bpb_en").scaled(1 / b), m)
+    return [Finding(claim, "paper", measure.replace("base", _base_label(at), 1),
+                    f"{_fmt(b, bse)} → {_fmt(v, vse)} ({(v - b) / b:+.1%})", PAPER["en_retained"], verdict_,
+                    reason)]  # fmt: skip
 
 
 def _ve_vs_nve(ctx: _Ctx) -> list[Finding]:
@@ -563,12 +579,14 @@ def _ood_improves(ctx: _Ctx) -> list[Finding]:
     claim = "Japanese improves out of the training domain too"
     measure = "JA bits/byte on literature / tutorial / essay text, base → cpt-ve; superiority"
     src = "beyond the paper"
-    if nm := _needs(ctx, claim, src, measure, PAPER["ood"], ("base", "cpt-ve"), (task,)):
+    nm, at = _base_row(ctx, claim, src, measure, PAPER["ood"], task)
+    if nm:
         out.append(nm)
     else:
-        (b, bse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("base", "cpt-ve"))
-        verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", "base", task), lower_is_better=True)
-        out.append(Finding(claim, src, measure, f"{_fmt(b, bse)} → {_fmt(v, vse)}", PAPER["ood"], verdict_, reason))
+        (b, bse), (v, vse) = _value(ctx.df, at, task, BPB), _value(ctx.df, ("cpt-ve", None), task, BPB)
+        verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, task), lower_is_better=True)
+        out.append(Finding(claim, src, measure.replace("base", _base_label(at), 1), f"{_fmt(b, bse)} → {_fmt(v, vse)}",
+                           PAPER["ood"], verdict_, reason))  # fmt: skip
     m = ctx.ac.expansion_cost_margin
     claim = "… and expansion costs little there: VE no worse than NVE out of domain"
     measure = f"out-of-domain JA bits/byte, cpt-ve vs cpt-nve; non-inferiority, margin +{m:.0%}"

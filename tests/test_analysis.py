@@ -61,19 +61,22 @@ def _docs(v: float, key: str) -> list[tuple[float, int]]:
     return [(float(a), int(n)) for a, n in zip(ll, nbytes, strict=True)]
 
 
-def _write_results(over: dict | None = None, extra_runs: dict | None = None) -> None:
-    """Stage 05's tidy table and its per-checkpoint JSONs (with per-document samples) from ``CURVES`` + ``over``."""
+def _write_results(over: dict | None = None, extra_runs: dict | None = None, step0: dict | None = None) -> None:
+    """Stage 05's tidy table and its per-checkpoint JSONs (with per-document samples) from ``CURVES`` + ``over``;
+    ``step0``: (run, task) -> the value at the run's step-0 checkpoint (its start weights)."""
     curves = {**CURVES, **{k: v for k, v in (over or {}).items() if len(k) == 2}}
     for (run, task), vals in (extra_runs or {}).items():
         curves[run, task] = vals
+    points = [(run, task, i + 1, t, v) for (run, task), vals in curves.items()
+              for i, (t, v) in enumerate(zip(TOKENS, vals, strict=True))]  # fmt: skip
+    points += [(run, task, 0, 0, v) for (run, task), v in (step0 or {}).items()]
     rows, per_ck = [], {}
-    for (run, task), vals in curves.items():
-        for i, (t, v) in enumerate(zip(TOKENS, vals, strict=True)):
-            items = _docs(v, f"{run}/{task}/{i}")
-            name = f"step-{i + 1:08d}"
-            per_ck.setdefault((run, name), {})[f"swallow_{task}"] = [
-                {"doc_id": k, "filter": "none", "bits_per_byte": list(x)} for k, x in enumerate(items)]  # fmt: skip
-            rows.append((run, name, i + 1, t, task, "bits_per_byte", bits_per_byte(items), 0.05))
+    for run, task, step, t, v in points:
+        items = _docs(v, f"{run}/{task}/{step}")
+        name = f"step-{step:08d}"
+        per_ck.setdefault((run, name), {})[f"swallow_{task}"] = [
+            {"doc_id": k, "filter": "none", "bits_per_byte": list(x)} for k, x in enumerate(items)]  # fmt: skip
+        rows.append((run, name, step, t, task, "bits_per_byte", bits_per_byte(items), 0.05))
     for run in {r for r, _ in curves}:
         for task, metric in (("translate_en_ja", "chrf"), ("translate_ja_en", "chrf"),
                              ("synopsis_ja", "rouge2_words"), ("synopsis_ja", "rouge2_tokens")):  # fmt: skip
@@ -358,3 +361,15 @@ def test_readme_block_is_generated_between_markers_and_idempotent(profile, tmp_p
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         analysis.update_readme(readme, out)
+
+
+def test_without_a_base_run_the_base_is_cpt_nve_at_step_0(profile):
+    """GPU profiles start from a pretrained base (no run): cpt-nve's step-0 checkpoint holds its weights."""
+    import dataclasses
+
+    cfg = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, runs=[r for r in RUNS if r != "base"]))
+    assert _verdicts(cfg)["Japanese improves with continual pre-training"] == NOT_MEASURED
+    _write_results(step0={("cpt-nve", "bpb_ja"): 15.9, ("cpt-nve", "bpb_en"): 2.2})
+    row = _table(cfg).loc["Japanese improves with continual pre-training"]
+    assert row["verdict"] == HOLDS and "cpt-nve at step 0" in row["measure"] and row["ours"].startswith("15.9")
+    assert _verdicts(cfg)["English is largely retained"] == HOLDS  # 2.2 -> 2.21
