@@ -475,7 +475,8 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
         tr.load(ckpt)
         elapsed_before = float(ckpt.state.get("elapsed_s", 0.0))
 
-    peak = mfu.peak(device_type)
+    # Measured here, in this process, right before the steps (CPU; a datasheet value on CUDA): swallowlib.train.mfu.
+    peak = mfu.peak(device_type, tr.base_config, job.micro_batch_size * job.seq_len)
     share = job.data.share()
     ja_share = share.get("ja", 0.0)
     if is_main:
@@ -504,6 +505,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             job.name, total_steps, tokens_per_step, f"{tr.counts['total']:,}", f"{tr.counts['trainable']:,}",
             world, acc.device, job.precision,
         )  # fmt: skip
+        log.info("%s: MFU against the %s", job.name, mfu.describe(peak))
     metrics = Metrics(out, is_main, start)
 
     pbar = tqdm(total=total_steps, initial=start, desc=job.name, unit="step", disable=not (is_main and job.progress))
@@ -529,6 +531,7 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             mean_loss = float(acc.reduce(loss_acc / max(1, n_acc), reduction="mean"))
             now = time.perf_counter()
             tps = steps_since_log * tokens_per_step / max(1e-9, now - t_log - io_s)
+            achieved = tps * tr.flops_per_token / world  # model FLOP/s per device
             row = {
                 "step": done,
                 "tokens": done * tokens_per_step,
@@ -537,11 +540,13 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
                 "grad_norm": float(grad_norm),
                 "tokens_per_s": tps,
                 "ja_chars_per_s": tps * ja_share * (job.ja_chars_per_token or 0.0),
-                "mfu": tps * tr.flops_per_token / (peak["flops"] * world),
+                "mfu": mfu.utilisation(achieved, peak["flops"]),  # at most 1; None above the peak (mfu_note)
                 "peak_rss_mb": round(peak_rss_mb(), 1),
                 "elapsed_s": elapsed_before + now - t_run,
                 "phase": "embedding-warmup" if step < job.embedding_warmup_steps else "full",
             }
+            if row["mfu"] is None:
+                row["mfu_note"] = mfu.format_mfu(None, achieved, peak)
             if device_type == "cuda":
                 row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             metrics.write(row)
@@ -551,8 +556,9 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
             every = max(1, total_steps // 25)
             if is_main and not job.progress and (done % every == 0 or done == total_steps):
                 log.info(
-                    "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %.1f%%",
-                    job.name, done, total_steps, mean_loss, lr, f"{tps:,.0f}", 100 * row["mfu"],
+                    "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %s",
+                    job.name, done, total_steps, mean_loss, lr, f"{tps:,.0f}",
+                    mfu.OVER_PEAK if row["mfu"] is None else f"{row['mfu']:.1%}",
                 )  # fmt: skip
             last = row
             loss_acc.zero_()

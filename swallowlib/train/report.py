@@ -67,6 +67,13 @@ def throughput_figure(profile: str, runs: list[str], save: bool = True):
     return fig
 
 
+def _median_mfu(col: pd.Series) -> float:
+    """Median MFU; a null row was above the peak (``mfu_note``, swallowlib.train.mfu), so it ranks above every
+    number: NaN when the median falls on one (the peak was unreliable), never a clamped or silently skipped value."""
+    med = float(pd.to_numeric(col, errors="coerce").fillna(float("inf")).median())
+    return med if med <= 1 else float("nan")
+
+
 def throughput_table(profile: str, runs: list[str]) -> pd.DataFrame:
     """Per run: steps, tokens, final and validation losses, median tokens/s, JA chars/s, MFU, peak RSS, wall time."""
     rows = []
@@ -81,7 +88,7 @@ def throughput_table(profile: str, runs: list[str]) -> pd.DataFrame:
             "final train loss": float(tr["loss"].iloc[-1]),
             "tokens/s (median)": float(steady["tokens_per_s"].median()),
             "JA chars/s (median)": float(steady["ja_chars_per_s"].median()),
-            "MFU (median)": float(steady["mfu"].median()),
+            "MFU (median)": _median_mfu(steady["mfu"]),
             "peak RSS (MB)": float(tr["peak_rss_mb"].max()),
             "training time (s)": float(tr["elapsed_s"].max()),
         }
@@ -94,5 +101,9 @@ def throughput_table(profile: str, runs: list[str]) -> pd.DataFrame:
             p = json.loads(prov.read_text())
             row["parameters"] = p.get("params", {}).get("total")
             row["processes"] = p.get("world_size")
+            if "source" in p.get("peak_flops_per_device", {}):
+                pk = p["peak_flops_per_device"]
+                unit = (1e12, "TFLOP/s") if pk["flops"] >= 1e12 else (1e9, "GFLOP/s")  # as mfu.describe
+                row["MFU peak"] = f"{pk['source']}, {pk['flops'] / unit[0]:.1f} {unit[1]}"
         rows.append(row)
     return pd.DataFrame(rows)
