@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import sys
 import tempfile
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in _rows(work / "A") if "tokens_per_s" in r]
         steady = rows[1:] or rows  # the first interval holds the warm-up (and compilation)
         tps = sorted(r["tokens_per_s"] for r in steady)[len(steady) // 2]
-        mfu_v = sorted(r["mfu"] for r in steady)[len(steady) // 2]
+        # a null MFU is a step that beat the peak (the engine logs no number then): it ranks above every number
+        mfu_v = sorted(math.inf if r.get("mfu") is None else r["mfu"] for r in steady)[len(steady) // 2]
         prov = json.loads((work / "A" / "provenance.json").read_text())
         params, peak = prov["params"], prov["peak_flops_per_device"]
         print(
