@@ -1045,24 +1045,36 @@ def takeaways(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-README_BEGIN, README_END = "<!-- findings:begin -->", "<!-- findings:end -->"
-
-
-def readme_block(out: Path) -> str:
-    """The README's findings section from a finished analysis directory: the table and :func:`takeaways`."""
+def readme_blocks(out: Path) -> dict[str, str]:
+    """The README's generated sections, by marker name, from a finished analysis directory: ``findings`` (the table
+    and :func:`takeaways`) and ``training`` (tokens/s, Japanese characters/s and per PFLOP of each run)."""
     table = pd.read_csv(out / "findings.csv")
     shown = table[["claim", "ours", "paper", "verdict", "reason"]].assign(verdict=lambda t: "**" + t["verdict"] + "**")
-    return markdown_table(shown) + "\n" + takeaways(table)
+    blocks = {"findings": markdown_table(shown) + "\n" + takeaways(table)}
+    eff = out / "training_efficiency.csv"
+    if eff.is_file():
+        t = pd.read_csv(eff)
+        t = t[t["JA chars/s (median)"] > 0]  # the English-only base trains on no Japanese
+        cols = {"tokens/s (median)": "{:,.0f}", "JA chars/s (median)": "{:,.0f}", "FLOPs/token (M)": "{:.1f}",
+                "JA chars per PFLOP": "{:,.0f}"}  # fmt: skip
+        shown = t[["run", *cols]].assign(**{c: t[c].map(f.format) for c, f in cols.items()})
+        blocks["training"] = markdown_table(shown)
+    return blocks
 
 
 def update_readme(readme: Path, out: Path) -> None:
-    """Replace what lies between the findings markers of ``readme`` with :func:`readme_block` (atomically)."""
+    """Replace what lies between each ``<!-- name:begin -->`` / ``<!-- name:end -->`` pair of ``readme`` with the
+    block of that name (:func:`readme_blocks`), atomically; a README without the findings markers is an error."""
     text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme}: no {README_BEGIN} ... {README_END} markers; add them where the table goes")
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    write_text_atomic(readme, f"{head}{README_BEGIN}\n{readme_block(out)}{README_END}{tail}")
+    for name, block in readme_blocks(out).items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin not in text or end not in text:
+            if name == "findings":
+                raise ValueError(f"{readme}: no {begin} ... {end} markers; add them where the table goes")
+            continue
+        head, rest = text.split(begin, 1)
+        text = f"{head}{begin}\n{block}{end}{rest.split(end, 1)[1]}"
+    write_text_atomic(readme, text)
 
 
 def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:

@@ -350,10 +350,12 @@ def test_paired_bootstrap_known_answer_and_tighter_than_independent(tmp_path, mo
 def test_readme_block_is_generated_between_markers_and_idempotent(profile, tmp_path):
     out = analysis.build_analysis(profile)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# t\nintro\n{analysis.README_BEGIN}\nstale table\n{analysis.README_END}\n\nafter\n")
+    readme.write_text("# t\nintro\n<!-- findings:begin -->\nstale table\n<!-- findings:end -->\n\nafter\n"
+                      "<!-- training:begin -->\nstale training\n<!-- training:end -->\n")
     analysis.update_readme(readme, out)
     text = readme.read_text()
-    assert "stale table" not in text and text.startswith("# t\nintro\n") and text.endswith("\n\nafter\n")
+    assert "stale table" not in text and "stale training" not in text and text.startswith("# t\nintro\n")
+    assert "| cpt-ve | 3,300 | 6,400 | 14.0 | 3,000,000 |" in text  # the training block, from the throughput table
     assert "| Japanese improves with continual pre-training |" in text and "**holds**" in text
     assert "- **Holds** (" in text  # the generated summary
     analysis.update_readme(readme, out)
