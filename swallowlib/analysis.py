@@ -600,42 +600,28 @@ def _ood_improves(ctx: _Ctx) -> list[Finding]:
 
 
 def _trains_faster(ctx: _Ctx) -> list[Finding]:
-    claim = "Expansion trains on more Japanese per second and per FLOP"
+    """Japanese text per unit of training compute. Per FLOP is a property of the data, tokenizer and model (JA
+    characters per token over FLOPs per token); per second also depends on the machine's load while each run trained,
+    which a shared machine does not hold constant, so it is shown, not judged."""
+    claim = "Expansion trains on more Japanese per FLOP"
     measure = (
-        f"JA characters per second and per PFLOP of training, cpt-ve / cpt-nve; superiority over 1 of both "
-        f"(medians of the logged steps, no stderr: ±{ctx.ac.rel_floor:.0%})"
+        f"JA characters per PFLOP of training, cpt-ve / cpt-nve; superiority over 1 (medians of the logged steps, no "
+        f"stderr: ±{ctx.ac.rel_floor:.0%}); per second shown, not judged (load-dependent)"
     )
     tr_eff = training_efficiency(ctx.p, [r for r in ("cpt-nve", "cpt-ve") if r in ctx.runs])
     if len(tr_eff) < 2:
-        return [
-            _not_measured(
-                claim,
-                "beyond the paper",
-                measure,
-                PAPER["train_eff"],
-                "needs the training metrics of both cpt-ve and cpt-nve",
-            )
-        ]
+        why = "needs the training metrics of both cpt-ve and cpt-nve"
+        return [_not_measured(claim, "beyond the paper", measure, PAPER["train_eff"], why)]
     nve, ve = (tr_eff.set_index("run").loc[r] for r in ("cpt-nve", "cpt-ve"))
     ratio_s = ve["JA chars/s (median)"] / nve["JA chars/s (median)"]
     ratio_f = ve["JA chars per PFLOP"] / nve["JA chars per PFLOP"]
-    parts = [(what, *rules.superiority(rules.without_stderr(r - 1, r, ctx.ac.rel_floor), lower_is_better=False))
-             for what, r in (("per second", ratio_s), ("per FLOP", ratio_f))]  # fmt: skip
-    verdict_ = rules.all_of([v for _, v, _ in parts])
-    reason = "; ".join(f"{what} {v}: {how}" for what, v, how in parts)
-    return [
-        Finding(
-            claim,
-            "beyond the paper",
-            measure,
-            f"{ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} chars/s ({ratio_s:.2f}×); "
-            f"{ratio_f:.2f}× per FLOP",
-            PAPER["train_eff"],
-            verdict_,
-            f"{reason}; tokens/s {ve['tokens/s (median)']:,.0f} vs {nve['tokens/s (median)']:,.0f} (larger embedding), "
-            "each token covers more text",
-        )
-    ]
+    verdict_, how = rules.superiority(rules.without_stderr(ratio_f - 1, ratio_f, ctx.ac.rel_floor), False)
+    ours = (f"{ratio_f:.2f}× per FLOP; {ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} "
+            f"chars/s ({ratio_s:.2f}×)")  # fmt: skip
+    reason = (f"per-FLOP ratio − 1: {how}; FLOPs/token {ve['FLOPs/token (M)']:.1f}M vs {nve['FLOPs/token (M)']:.1f}M "
+              f"(larger embedding), each token covers more text; tokens/s {ve['tokens/s (median)']:,.0f} vs "
+              f"{nve['tokens/s (median)']:,.0f} as logged")  # fmt: skip
+    return [Finding(claim, "beyond the paper", measure, ours, PAPER["train_eff"], verdict_, reason)]
 
 
 def _init_findings(ctx: _Ctx) -> list[Finding]:

@@ -183,8 +183,8 @@ def test_every_bpb_row_flips_with_its_inputs(profile, claim):
 
 def test_the_other_rows_flip_with_their_inputs(profile, monkeypatch):
     v = _verdicts(profile)
-    others = ["Vocabulary expansion makes Japanese cheaper to process", "Expansion trains on more Japanese per second "
-              "and per FLOP", "Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)",
+    others = ["Vocabulary expansion makes Japanese cheaper to process", "Expansion trains on more Japanese per FLOP",
+              "Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)",
               "The paper's init (mean of the base pieces) is the best of four",
               "Mean-of-pieces keeps English intact at step 0", "A naive merge changes English tokenization",
               "Expansion helps less on Japanese from outside the training domain",
