@@ -91,10 +91,12 @@ class TreePeak:
 
     COST_FACTOR = 50
 
-    def __init__(self, interval_s: float = 0.15, pid: int | None = None):
+    def __init__(self, interval_s: float = 0.15, pid: int | None = None, cost_factor: float | None = None):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.interval_s = interval_s
+        # a denser sampler (e.g. 5) for a short block whose peak the default period could miss
+        self.cost_factor = self.COST_FACTOR if cost_factor is None else cost_factor
         self.pid = pid
         self.peak_mb = 0.0
         self.peak_processes = 0
@@ -119,7 +121,7 @@ class TreePeak:
         while not self._stop.wait(wait):
             t0 = time.perf_counter()
             self.sample()
-            wait = max(self.interval_s, self.COST_FACTOR * (time.perf_counter() - t0))
+            wait = max(self.interval_s, self.cost_factor * (time.perf_counter() - t0))
 
     def __enter__(self) -> TreePeak:
         if self._thread is not None:

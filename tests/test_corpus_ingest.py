@@ -94,7 +94,8 @@ def test_hub_source_at_100k_documents_streams_in_bounded_memory(tmp_path):
         code = INGEST.format(root=str(root), work=str(tmp_path / f"work{rows}"))
         proc = subprocess.Popen([sys.executable, "-c", code],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        with TreePeak(interval_s=0.05, pid=proc.pid) as mem:
+        # a dense sampler: the smaller run lasts seconds, and a stretched period misses its peak (the baseline)
+        with TreePeak(interval_s=0.02, pid=proc.pid, cost_factor=3) as mem:
             out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
         assert json.loads(out.splitlines()[-1]) == 4 * rows
