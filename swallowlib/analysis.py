@@ -344,7 +344,7 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
     cfg = cfg if isinstance(cfg, Config) else load_config(cfg)
     ctx = _Ctx(cfg, results(cfg.profile), set(_runs(cfg)))
     rows: list[Finding] = []
-    for row in (_ja_improves, _keeps_improving, _en_retained, _tokens_cheaper, _trains_faster, _ve_vs_nve,
+    for row in (_ja_improves, _keeps_improving, _en_retained, _tokens_cheaper, _trains_faster, _ve_vs_nve, _matched,
                 _summarisation_cost, _confound, _parallel_translation, _parallel_no_harm, _cpt_vs_scratch,
                 _ood_improves, _init_findings, _naive_merge, _ood_tokens, _continued_vs_naive):  # fmt: skip
         rows += row(ctx)
@@ -440,6 +440,69 @@ def _ve_vs_nve(ctx: _Ctx) -> list[Finding]:
         if e.hi < 0:  # non-inferiority passes an improvement too: say so, and why there is one
             reason += "; VE is in fact better: at equal tokens it has seen more text"
         out.append(Finding(claim, "paper", measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER[key], verdict_, reason))
+    return out
+
+
+def exposure(profile: str, run: str) -> pd.DataFrame | None:
+    """What a run had trained on by each logged step: tokens, Japanese characters (cumulative; each step's JA
+    characters per token, a load-free ratio of its logged rates, times its tokens) and FLOPs (tokens × FLOPs/token)."""
+    from swallowlib.train import report as train_report
+
+    prov = _run_meta(profile, run)
+    if "flops_per_token" not in prov or not (paths.run_out_dir(profile, run) / "metrics.jsonl").is_file():
+        return None
+    tr = train_report.metrics(profile, run)
+    tr = tr[(tr["event"] == "train") & (tr["tokens_per_s"] > 0)].sort_values("tokens")
+    step_tokens = tr["tokens"].diff().fillna(tr["tokens"].iloc[0] if len(tr) else 0)
+    ja = (tr["ja_chars_per_s"] / tr["tokens_per_s"] * step_tokens).cumsum()
+    return pd.DataFrame({"tokens": tr["tokens"].to_numpy(), "ja_chars": ja.to_numpy(),
+                         "flops": tr["tokens"].to_numpy() * float(prov["flops_per_token"])})  # fmt: skip
+
+
+def _at(expo: pd.DataFrame, tokens: float, col: str) -> float:
+    return float(np.interp(tokens, expo["tokens"], expo[col]))
+
+
+def _matched(ctx: _Ctx) -> list[Finding]:
+    """VE vs NVE at equal Japanese text seen and at equal training FLOPs, not equal tokens: NVE's bits per byte is
+    interpolated between its two checkpoints that bracket VE's exposure; both paired differences (same documents)
+    are interpolated with the same weight, and so are their half-widths (an upper bound of the combination's)."""
+    m, task, src, out = ctx.ac.expansion_cost_margin, "bpb_ja", "beyond the paper", []
+    axes = (("ja_chars", "Japanese characters seen"), ("flops", "training FLOPs"))
+    for col, label in axes:
+        claim = f"At equal {label}, Japanese VE no worse than NVE"
+        measure = (f"JA bits/byte of cpt-ve vs cpt-nve interpolated to the same {label} (milestones, from the "
+                   f"training logs); non-inferiority, margin +{m:.0%}")  # fmt: skip
+        if nm := _needs(ctx, claim, src, measure, PAPER["ve_nve_ja"], ("cpt-ve", "cpt-nve"), (task,)):
+            out.append(nm)
+            continue
+        ev, en = exposure(ctx.p, "cpt-ve"), exposure(ctx.p, "cpt-nve")
+        if ev is None or en is None:
+            out.append(_not_measured(claim, src, measure, PAPER["ve_nve_ja"], "no training logs for cpt-ve/cpt-nve"))
+            continue
+        ve_steps, nve_steps = curve_steps(ctx.df, "cpt-ve", task), curve_steps(ctx.df, "cpt-nve", task)
+        cv, cn = curve(ctx.df, "cpt-ve", task), curve(ctx.df, "cpt-nve", task)
+        cv, cn = cv[cv["tokens"] > 0].reset_index(drop=True), cn[cn["tokens"] > 0].reset_index(drop=True)
+        xn = np.array([_at(en, t, col) for t in cn["tokens"]])
+        best = None
+        for i, t in enumerate(cv["tokens"]):  # the latest VE checkpoint whose exposure NVE's curve brackets
+            x = _at(ev, t, col)
+            k = int(np.searchsorted(xn, x)) - 1
+            if 0 <= k < len(xn) - 1:
+                best = (i, x, k, (x - xn[k]) / (xn[k + 1] - xn[k]))
+        if best is None:
+            why = f"no cpt-ve checkpoint whose {label} lies between two cpt-nve checkpoints"
+            out.append(_not_measured(claim, src, measure, PAPER["ve_nve_ja"], why))
+            continue
+        i, x, k, w = best
+        d0, d1 = (difference(ctx, ("cpt-ve", ve_steps[i]), ("cpt-nve", nve_steps[j]), task) for j in (k, k + 1))
+        nve_v = (1 - w) * cn["value"][k] + w * cn["value"][k + 1]
+        e = Estimate((1 - w) * d0.d + w * d1.d, (1 - w) * d0.h + w * d1.h, d0.basis + ", interpolated")
+        verdict_, reason = rules.non_inferiority(e.scaled(1 / nve_v), m)
+        unit = f"{x / 1e6:.2f}M chars" if col == "ja_chars" else f"{x / 1e12:.2f} TFLOP"
+        ours = (f"{cv['value'][i]:.3f} vs {nve_v:.3f} at {unit} (cpt-ve at {cv['tokens'][i] / 1e3:,.0f}k tokens; "
+                f"cpt-nve between {cn['tokens'][k] / 1e3:,.0f}k and {cn['tokens'][k + 1] / 1e3:,.0f}k)")  # fmt: skip
+        out.append(Finding(claim, src, measure, ours, PAPER["ve_nve_ja"], verdict_, reason))
     return out
 
 
@@ -931,6 +994,31 @@ def ve_nve_figure(profile: str, save: bool = True):
     return fig
 
 
+def matched_figure(profile: str, save: bool = True):
+    """JA bits per byte of cpt-ve and cpt-nve against Japanese characters seen and against training FLOPs (the
+    milestones placed by the training logs): equal tokens is neither equal text nor equal compute."""
+    df = results(profile)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, (col, label, scale) in zip(axes, (("ja_chars", "Japanese characters seen (M)", 1e6),
+                                              ("flops", "training FLOPs (T)", 1e12)), strict=True):  # fmt: skip
+        for k, run in enumerate(("cpt-ve", "cpt-nve")):
+            expo, c = exposure(profile, run), curve(df, run, "bpb_ja")
+            c = c[c["tokens"] > 0]
+            if expo is None or c.empty:
+                continue
+            x = [_at(expo, t, col) / scale for t in c["tokens"]]
+            ax.errorbar(x, c["value"], yerr=c["stderr"].fillna(0), marker="o", label=run, color=f"C{k}", capsize=2)
+        ax.set_xlabel(label)
+        ax.set_ylabel("JA bits per byte (held-out)")
+        ax.legend(fontsize=8)
+    axes[0].set_title("VE vs NVE at equal Japanese text")
+    axes[1].set_title("… and at equal compute")
+    fig.tight_layout()
+    if save:
+        save_figure(fig, paths.figures_dir(profile) / "ve_vs_nve_matched.png")
+    return fig
+
+
 def parallel_figure(profile: str, save: bool = True):
     """Parallel-text ablation: translation metrics of cpt-ve-para vs cpt-ve (both directions)."""
     df = results(profile)
@@ -1080,7 +1168,9 @@ def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:
     write_text_atomic(out / "takeaways.md", takeaways(table))
     write_text_atomic(out / "headline.csv", headline_table(p, runs).to_csv())
     write_text_atomic(out / "training_efficiency.csv", training_efficiency(p, runs).to_csv(index=False))
-    for fig in (ve_nve_figure(p), parallel_figure(p), scratch_figure(p), training_efficiency_figure(p, runs)):
+    figs = (ve_nve_figure(p), matched_figure(p), parallel_figure(p), scratch_figure(p),
+            training_efficiency_figure(p, runs))  # fmt: skip
+    for fig in figs:
         plt.close(fig)
     log.info("analysis: %d findings -> %s", len(table), out)
     return out

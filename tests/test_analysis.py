@@ -47,7 +47,19 @@ FLIPS = {
     "Japanese improves out of the training domain too": ({("cpt-ve", "bpb_ja_ood"): [17.5] * 4}, FAILS),
     "… and expansion costs little there: VE no worse than NVE out of domain": (
         {("cpt-ve", "bpb_ja_ood"): [3.5, 3.3, 3.2, 4.5]}, FAILS),
+    # VE at 100k tokens has seen the JA text of NVE at 400k (2.0 vs 0.5 chars/token; _exposure)
+    "At equal Japanese characters seen, Japanese VE no worse than NVE": (
+        {("cpt-ve", "bpb_ja"): [3.5, 2.0, 1.9, 1.87]}, FAILS),
+    # VE at 300k tokens (12 TFLOP) lies between NVE's 300k and 400k checkpoints (10.2, 13.6 TFLOP)
+    "At equal training FLOPs, Japanese VE no worse than NVE": ({("cpt-ve", "bpb_ja"): [2.15, 2.0, 3.2, 1.87]}, FAILS),
 }  # fmt: skip
+
+
+def _exposure(profile: str, run: str) -> pd.DataFrame:
+    """Training logs' exposure: VE 2.0 JA chars and 40 MFLOP per token, NVE 0.5 and 34."""
+    chars, flops = (2.0, 40e6) if run.startswith("cpt-ve") else (0.5, 34e6)
+    t = np.arange(2048, 401_409, 2048)
+    return pd.DataFrame({"tokens": t, "ja_chars": t * chars, "flops": t * flops})
 
 
 def _docs(v: float, key: str) -> list[tuple[float, int]]:
@@ -148,6 +160,7 @@ def profile(tmp_path, monkeypatch):
     monkeypatch.setattr(init_report, "bpc", lambda p: _init_bpc())
     monkeypatch.setattr(eval_report, "confound_probe", lambda p: PROBE)
     monkeypatch.setattr(analysis, "training_efficiency", lambda p, runs: _throughput(3.0e6))
+    monkeypatch.setattr(analysis, "exposure", _exposure)
     naive = {"pair": "base + JA", "changed": 12, "lines": 100, "ascii_pieces": 5, "en_tokens_ratio": 0.97}
     monkeypatch.setattr(tok_report, "unfiltered_merge_english", lambda p: naive)
     monkeypatch.setattr(tok_report, "expansion_comparison", lambda p: pd.DataFrame({"continued / naive": [0.95, 0.97]}))
@@ -170,7 +183,7 @@ def test_baseline_verdicts_and_paired_path(profile):
         assert "paired bootstrap" in t.loc[claim, "reason"], claim
     assert "non-inferiority" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
     assert "VE is in fact better" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
-    assert len(t) == 19 and t.index.is_unique
+    assert len(t) == 21 and t.index.is_unique
 
 
 @pytest.mark.parametrize("claim", list(FLIPS))
@@ -231,7 +244,7 @@ def test_missing_inputs_are_rows_that_say_why(profile):
 
     cfg = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, runs=["base", "cpt-ve", "cpt-nve"]))
     t = _table(cfg)
-    assert len(t) == 19  # nothing vanishes
+    assert len(t) == 21  # nothing vanishes
     row = t.loc["Parallel text improves translation"]
     assert row["verdict"] == NOT_MEASURED and "cpt-ve-para" in row["reason"]
     assert t.loc["CPT beats training from scratch at equal tokens", "verdict"] == NOT_MEASURED
