@@ -121,6 +121,13 @@ def _write_tokenizer(expanded_in: float = 0.3, expanded_ood: float = 0.4) -> Non
     (d / "invariants.json").write_text(json.dumps({"expanded": {"english_lines": 10, "english_lines_identical": 10}}))
 
 
+def _write_speed(per_round: list[float]) -> None:
+    """Stage 05's generation-speed file: one VE/NVE chars-per-second ratio per interleaved round."""
+    ratio = {"chars_per_s": float(np.median(per_round)), "min": min(per_round), "max": max(per_round),
+             "per_round": per_round, "chars_per_token": 1.6, "ms_per_token": 0.9}  # fmt: skip
+    (paths.eval_dir("tiny") / "speed.json").write_text(json.dumps({"ratio": ratio}))
+
+
 def _init_bpc(mop_after=(5.00, 5.01), random_after=(5.20, 5.22), mop_en0=(2.004, 2.004)) -> pd.DataFrame:
     rows, after = [], "after short CPT"
     for seed in (0, 1):
@@ -157,6 +164,7 @@ def profile(tmp_path, monkeypatch):
     paths.eval_dir(cfg.profile).mkdir(parents=True)
     _write_results()
     _write_tokenizer()
+    _write_speed([1.9, 2.0, 2.1])  # t(2) interval of the mean ratio: 2.0 ± 0.25
     monkeypatch.setattr(init_report, "bpc", lambda p: _init_bpc())
     monkeypatch.setattr(eval_report, "confound_probe", lambda p: PROBE)
     monkeypatch.setattr(analysis, "training_efficiency", lambda p, runs: _throughput(3.0e6))
@@ -183,7 +191,7 @@ def test_baseline_verdicts_and_paired_path(profile):
         assert "paired bootstrap" in t.loc[claim, "reason"], claim
     assert "non-inferiority" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
     assert "VE is in fact better" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
-    assert len(t) == 21 and t.index.is_unique
+    assert len(t) == 22 and t.index.is_unique
 
 
 @pytest.mark.parametrize("claim", list(FLIPS))
@@ -201,8 +209,10 @@ def test_the_other_rows_flip_with_their_inputs(profile, monkeypatch):
               "The paper's init (mean of the base pieces) is the best of four",
               "Mean-of-pieces keeps English intact at step 0", "A naive merge changes English tokenization",
               "Expansion helps less on Japanese from outside the training domain",
-              "Reachable-only expansion (continued BPE) beats the naive merge at equal size"]  # fmt: skip
+              "Reachable-only expansion (continued BPE) beats the naive merge at equal size",
+              "Expansion makes Japanese generation faster"]  # fmt: skip
     assert all(v[c] == HOLDS for c in others), {c: v[c] for c in others}
+    _write_speed([0.5, 0.6, 0.55])
     _write_tokenizer(expanded_in=1.3, expanded_ood=1.1)  # the "expansion" now needs more tokens, less so outside
     monkeypatch.setattr(analysis, "training_efficiency", lambda p, runs: _throughput(0.5e6))
     monkeypatch.setattr(eval_report, "confound_probe", lambda p: PROBE.assign(rouge2=[0.1, 0.18, 0.36, 0.2, 0.2]))
@@ -244,7 +254,7 @@ def test_missing_inputs_are_rows_that_say_why(profile):
 
     cfg = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, runs=["base", "cpt-ve", "cpt-nve"]))
     t = _table(cfg)
-    assert len(t) == 21  # nothing vanishes
+    assert len(t) == 22  # nothing vanishes
     row = t.loc["Parallel text improves translation"]
     assert row["verdict"] == NOT_MEASURED and "cpt-ve-para" in row["reason"]
     assert t.loc["CPT beats training from scratch at equal tokens", "verdict"] == NOT_MEASURED
@@ -388,3 +398,8 @@ def test_without_a_base_run_the_base_is_cpt_nve_at_step_0(profile):
     row = _table(cfg).loc["Japanese improves with continual pre-training"]
     assert row["verdict"] == HOLDS and "cpt-nve at step 0" in row["measure"] and row["ours"].startswith("15.9")
     assert _verdicts(cfg)["English is largely retained"] == HOLDS  # 2.2 -> 2.21
+
+
+def test_noisy_speed_rounds_are_inconclusive(profile):
+    _write_speed([1.26, 2.30, 1.78])  # median 1.78, but t(2) over these rounds reaches below 1
+    assert _verdicts(profile)["Expansion makes Japanese generation faster"] == INCONCLUSIVE

@@ -41,7 +41,8 @@ from swallowlib.config import Config
 log = logging.getLogger(__name__)
 
 VE_RUN, NVE_RUN = "cpt-ve", "cpt-nve"
-DEFAULT_PROMPTS, DEFAULT_PROMPT_CHARS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_ROUNDS = 8, 64, 32, 3
+# 4 prompts x 24 tokens per model and round keeps a round to seconds on a CPU; 8 rounds give the t interval room
+DEFAULT_PROMPTS, DEFAULT_PROMPT_CHARS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_ROUNDS = 4, 64, 24, 8
 TASK_FILE = "bpb_ja.test.jsonl"
 
 
