@@ -460,6 +460,14 @@ class EvalConfig:
     harness_tasks: dict[str, int] = field(default_factory=dict)
     seed: int = 0
 
+    def resolved_device(self) -> str:
+        """``device``, with ``auto`` = the GPU when there is one (where stages 03 and 05 score models)."""
+        if self.device != "auto":
+            return self.device
+        import torch  # here, not at the top: the config is read by processes that never load torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stage 06: analysis

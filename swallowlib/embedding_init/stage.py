@@ -11,7 +11,7 @@ Steps (the base run and the short CPTs are training, so they run as subprocesses
    ``runs/<profile>/embedding_init/<method>/`` (the ``init:<method>`` start of the CPT runs), other seeds under
    ``seeds/<method>-s<seed>/``;
 3. step 0: Japanese and English bits per character on held-out text, for the base model and every (method, seed),
-   on the accelerator when there is one (bf16 autocast; :func:`eval_device`);
+   on the accelerator when there is one (bf16 autocast; ``eval.device``);
 4. a short CPT of every (method, seed) with the training engine (runs ``init-cmp-<method>-s<seed>``, launched like
    stage 04: ``train.processes`` processes, FSDP when ``train.fsdp``; the seed also fixes the data order, so the
    methods see the same batches), then bits per character again.
@@ -162,15 +162,6 @@ def train_base(cfg: Config, *, quiet: bool = False) -> Path | str:
     return d
 
 
-def eval_device(cfg: Config) -> str:
-    """Where stage 03 scores its models: stage 05's ``eval.device`` (``auto``: the GPU when there is one)."""
-    import torch
-
-    if cfg.eval.device != "auto":
-        return cfg.eval.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _bpc_rows(model, toks, texts: dict[str, list[str]], seq_len: int, device: str, **labels) -> list[dict]:
     """Bits per character of ``model`` on each language's texts, scored on ``device`` (the model goes back to the CPU
     afterwards: the stage saves fp32 weights and holds one model on the device at a time)."""
@@ -218,7 +209,7 @@ def build_inits(cfg: Config | str | Path, force: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     try:
         base = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=cfg.offline).eval()
-        device = eval_device(cfg)
+        device = cfg.eval.resolved_device()
         rows = _bpc_rows(base, tok_base, texts, seq_len, device, stage="step 0", method="base (no expansion)",
                          seed=cfg.seed)  # fmt: skip
         weights = None
@@ -331,7 +322,7 @@ def run_comparison(cfg: Config, *, quiet: bool = True) -> pd.DataFrame:
         model = AutoModelForCausalLM.from_pretrained(
             str(paths.run_out_dir(cfg.profile, name) / "final"), local_files_only=True
         ).eval()
-        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, eval_device(cfg), stage="after short CPT",
+        rows += _bpc_rows(model, tok, texts, cfg.train.seq_len, cfg.eval.resolved_device(), stage="after short CPT",
                           method=method, seed=seed)  # fmt: skip
     df = pd.DataFrame(rows)
     write_text_atomic(stage_dir(cfg.profile) / "bpc_after_cpt.csv", df.to_csv(index=False))

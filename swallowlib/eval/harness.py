@@ -245,14 +245,6 @@ def rolling_protocol(lm, window: int):
         lm.add_bos_token, lm._max_length = saved
 
 
-def _device(cfg: Config) -> str:
-    if cfg.eval.device != "auto":
-        return cfg.eval.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def task_manager(task_dir: Path | None = None, registry: bool = True):
     """lm-eval's TaskManager: the local tasks in ``task_dir``, plus the installed registry when ``registry``.
 
@@ -479,7 +471,7 @@ def evaluate_checkpoint(ck: Checkpoint, cfg: Config, task_dir: Path, tm=None, *,
     res = {"results": {}, "samples": {}, "tasks": {}} if into is None else into
     for k in ("results", "samples", "tasks"):
         res.setdefault(k, {})
-    device = _device(cfg)
+    device = cfg.eval.resolved_device()
     tm = tm or task_manager(task_dir, registry=bool(ec.harness_tasks))
     known = set(tm.all_tasks)
     # The model-token ROUGE reads the checkpoint's tokenizer from here (lm-eval passes no model to metrics).

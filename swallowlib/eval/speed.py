@@ -61,15 +61,6 @@ class Model:
     step: int | None = None
 
 
-def device_of(cfg: Config) -> str:
-    """``eval.device``, with ``auto`` = cuda when available (as stage 05)."""
-    if cfg.eval.device != "auto":
-        return cfg.eval.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def last_checkpoints(cfg: Config, runs: list[str]) -> dict:
     """Each run's last checkpoint (``harness.Checkpoint``); FileNotFoundError naming the first run that has none."""
     from swallowlib.eval.harness import discover
@@ -222,7 +213,7 @@ def run_speed(cfg: Config, *, ve_run: str = VE_RUN, nve_run: str = NVE_RUN, prom
     texts, source = load_prompts(cfg, prompts, prompt_chars)
     if threads:
         torch.set_num_threads(threads)
-    device = device_of(cfg)
+    device = cfg.eval.resolved_device()
     torch.manual_seed(cfg.seed)
     ve, nve = (load_model(cks[r], device) for r in (ve_run, nve_run))
     res = measure(ve, nve, texts, max_new_tokens=max_new_tokens, rounds=rounds, clock=clock)
