@@ -62,7 +62,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -266,14 +266,10 @@ class _Analysis:
         return self._hashes[key]
 
 
-_last: _Analysis | None = None
-
-
+@lru_cache(maxsize=1)
 def _analysis(text: str) -> _Analysis:
-    global _last
-    if _last is None or _last.text is not text:
-        _last = _Analysis(text)
-    return _last
+    """The last document's shared pieces: the rules of one document read the same lines, units and hashes."""
+    return _Analysis(text)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -221,14 +221,10 @@ class _Doc:
         return self._ngrams[n]
 
 
-_last: _Doc | None = None
-
-
+@lru_cache(maxsize=1)
 def _doc(text: str) -> _Doc:
-    global _last
-    if _last is None or _last.text is not text:
-        _last = _Doc(text)
-    return _last
+    """The last document's shared pieces: the rules of one document read the same lines, sentences and n-grams."""
+    return _Doc(text)
 
 
 def _ratio(num: int, den: int) -> float:
