@@ -109,12 +109,13 @@ def curve_steps(df: pd.DataFrame, run: str, task: str, metric: str = "bits_per_b
     return [int(x) for x in sub.sort_values("tokens")["step"]]
 
 
-def _result_json(profile: str, run: str, step: int | None = None) -> dict | None:
+def _result_json(profile: str, run: str, step: int | None = None, table: pd.DataFrame | None = None) -> dict | None:
     """lm-eval's stored results (with per-document samples) of a run's checkpoint at ``step`` (default: its last).
 
-    The tidy table names the checkpoint, so only that one file is read (they are MB each, with every sample).
+    The tidy table (``table``, read from disk when not given) names the checkpoint, so only that one file is read
+    (they are MB each, with every sample).
     """
-    sub = results(profile)
+    sub = results(profile) if table is None else table
     sub = sub[sub["run"] == run]
     if step is not None:
         sub = sub[sub["step"] == step]
@@ -126,13 +127,14 @@ def _result_json(profile: str, run: str, step: int | None = None) -> dict | None
 
 
 def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
-           metric: str = "bits_per_byte", iters: int = 1000,
-           seed: int = 0) -> tuple[float, float, int] | None:  # fmt: skip
+           metric: str = "bits_per_byte", iters: int = 1000, seed: int = 0,
+           table: pd.DataFrame | None = None) -> tuple[float, float, int] | None:  # fmt: skip
     """``metric(a) - metric(b)``, its **paired** bootstrap standard error and the number of documents: both
     checkpoints scored the same held-out documents, so each resample draws the same documents for both (far tighter
     than two independent errors).
 
     ``a``/``b`` are (run, step); step None = the run's last checkpoint. None when either lacks per-document samples.
+    ``table``: stage 05's tidy table when the caller has it (else it is read from disk).
     Hand-written because lm-eval bootstraps one model at a time; the aggregation is stage 05's own.
     """
     from swallowlib.eval.metrics import CORPUS_AGGREGATIONS
@@ -142,7 +144,7 @@ def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], t
         return None
     items = []
     for run, step in (a, b):
-        res = _result_json(profile, run, step)
+        res = _result_json(profile, run, step, table)
         samples = (res or {}).get("samples", {}).get(f"swallow_{task}", [])
         by_doc = {s.get("doc_id"): tuple(s[metric]) for s in samples if metric in s}
         if not by_doc:
@@ -251,7 +253,7 @@ def difference(ctx: _Ctx, a: tuple[str, int | None], b: tuple[str, int | None], 
     vb, sb = _value(ctx.df, b, task, metric)
     if math.isnan(va) or math.isnan(vb):
         return None
-    p = paired(ctx.p, a, b, task, metric)
+    p = paired(ctx.p, a, b, task, metric, table=ctx.df)
     if p is not None:
         return rules.from_stderr(p[0], p[1], ctx.ac.z, f"paired bootstrap stderr, {p[2]} documents")
     if math.isnan(sa) or math.isnan(sb):
@@ -701,9 +703,7 @@ def _inference_speed(ctx: _Ctx) -> list[Finding]:
         why = "stage 05 measured no generation speed (it needs cpt-ve and cpt-nve)"
         return [_not_measured(claim, "paper", measure, PAPER["efficient"], why)]
     r = json.loads(path.read_text(encoding="utf-8"))["ratio"]
-    per_round = [rules.exact(x - 1, "one round") for x in r["per_round"]]
-    e = rules.over_seeds(per_round, ctx.ac.z)
-    e = Estimate(e.d, e.h, e.basis.replace("seeds", "rounds").replace("seed spread", "round spread"))
+    e = rules.over_seeds([rules.exact(x - 1, "one round") for x in r["per_round"]], ctx.ac.z, unit="round")
     verdict_, how = rules.superiority(e, lower_is_better=False)
     ours = (f"{r['chars_per_s']:.2f}× chars/s (median of {len(r['per_round'])} rounds, {r['min']:.2f}–{r['max']:.2f}); "
             f"{r['chars_per_token']:.2f}× chars per token, {r['ms_per_token']:.2f}× ms per token")  # fmt: skip

@@ -87,8 +87,9 @@ def exact(d: float, basis: str = "exact count") -> Estimate:
     return Estimate(d, 0.0, basis)
 
 
-def over_seeds(per_seed: list[Estimate], z: float) -> Estimate:
-    """Combine one estimate per seed: the mean difference, with an error that includes the spread between seeds.
+def over_seeds(per_seed: list[Estimate], z: float, unit: str = "seed") -> Estimate:
+    """Combine one estimate per seed (or per other replicate, named by ``unit``: e.g. "round" for interleaved timing
+    rounds): the mean difference, with an error that includes the spread between them.
 
     ``se² = s²/n + mean(se_i²)/n`` (s = standard deviation of the seeds' differences, se_i = each seed's own
     error recovered from its half-width) — conservative, as ``s`` already holds some of the within-seed noise — and
@@ -108,7 +109,7 @@ def over_seeds(per_seed: list[Estimate], z: float) -> Estimate:
     within = np.array([e.h / z for e in per_seed])
     se = math.sqrt(ds.var(ddof=1) / n + float((within**2).mean()) / n)
     k = max(z, float(stats.t.ppf(0.975, n - 1)))
-    return Estimate(float(ds.mean()), k * se, f"{n} seeds, t({n - 1}) × stderr incl. the seed spread")
+    return Estimate(float(ds.mean()), k * se, f"{n} {unit}s, t({n - 1}) × stderr incl. the {unit} spread")
 
 
 def superiority(e: Estimate, lower_is_better: bool) -> tuple[str, str]:
