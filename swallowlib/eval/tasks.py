@@ -213,26 +213,31 @@ def ood_documents(max_chars: int, n: int, seed: int) -> list[dict]:
     return docs
 
 
+#: The training splits the held-out lines are checked against, with their text columns.
+_TRAINING_COLUMNS = {"ja": ("text",), "en": ("text",), "parallel": ("en", "ja")}
+
+
+def _training_files(profile: str) -> dict[str, list[Path]]:
+    """The Parquet shards of each training split stage 01 wrote (a split it did not write is left out)."""
+    return {dataset: paths.corpus_split_files(profile, dataset, "train") for dataset in _TRAINING_COLUMNS
+            if paths.corpus_split_dir(profile, dataset, "train").is_dir()}  # fmt: skip
+
+
 def _training_texts(profile: str) -> Iterator[str]:
     """Every text of every training split of stage 01 (ja, en, both sides of the parallel pairs), streamed."""
-    for dataset, columns in (("ja", ("text",)), ("en", ("text",)), ("parallel", ("en", "ja"))):
-        if not paths.corpus_split_dir(profile, dataset, "train").is_dir():
-            log.info("no %s training split: not scanned for overlap", dataset)
-            continue
-        files = paths.corpus_split_files(profile, dataset, "train")
-        for column in columns:
-            yield from shards.iter_column(files, column)
+    files = _training_files(profile)
+    for dataset in _TRAINING_COLUMNS.keys() - files.keys():
+        log.info("no %s training split: not scanned for overlap", dataset)
+    for dataset, shard_files in files.items():
+        for column in _TRAINING_COLUMNS[dataset]:
+            yield from shards.iter_column(shard_files, column)
 
 
 def _training_key(profile: str) -> list[list]:
     """What identifies the training splits cheaply: each shard's path, size and mtime."""
-    out = []
-    for dataset in ("ja", "en", "parallel"):
-        d = paths.corpus_split_dir(profile, dataset, "train")
-        for f in sorted(d.glob("*.parquet")) if d.is_dir() else []:
-            st = f.stat()
-            out.append([f"{dataset}/{f.name}", st.st_size, st.st_mtime_ns])
-    return out
+    return [[f"{dataset}/{f.name}", st.st_size, st.st_mtime_ns]
+            for dataset, shard_files in _training_files(profile).items() for f in shard_files
+            for st in (f.stat(),)]  # fmt: skip
 
 
 def _line_hash(line: str) -> str:
@@ -265,7 +270,8 @@ def decontaminate_documents(profile: str, docs: dict[str, list[dict]], dc: Decon
             for line in r["text"].split("\n"):
                 if len(normalise(line)) >= dc.min_chars:
                     lines.setdefault(line, len(lines))
-    key = hashlib.sha256(json.dumps([sorted(lines), dc.min_chars, dc.near_dup_jaccard, _training_key(profile)],
+    training_key = _training_key(profile)
+    key = hashlib.sha256(json.dumps([sorted(lines), dc.min_chars, dc.near_dup_jaccard, training_key],
                                     ensure_ascii=False).encode()).hexdigest()  # fmt: skip
     flagged: dict[str, str] | None = None
     if report_path is not None and report_path.is_file():
@@ -282,7 +288,7 @@ def decontaminate_documents(profile: str, docs: dict[str, list[dict]], dc: Decon
             scanner.add(t)
         labels = scanner.finish()
         flagged = {_line_hash(t): lab for t, lab in zip(texts, labels, strict=True) if lab}
-        scanned = {"texts": scanner.train_texts, "chars": scanner.train_chars, "shards": len(_training_key(profile))}
+        scanned = {"texts": scanner.train_texts, "chars": scanner.train_chars, "shards": len(training_key)}
     out: dict[str, list[dict]] = {}
     per_task: dict[str, dict] = {}
     for task, rows in docs.items():
