@@ -54,7 +54,7 @@ EMBED_CODE := $(TRAIN_CODE) $(wildcard swallowlib/embedding_init/*.py)
 EVAL_CODE := $(CORE_CODE) $(wildcard swallowlib/eval/*.py)
 ANALYSIS_CODE := $(CORE_CODE) swallowlib/analysis.py $(wildcard swallowlib/*/report.py) swallowlib/eval/metrics.py
 
-.PHONY: help venv reproduce preflight plan smoke corpus tokenizer embedding-init pretrain eval analysis test lint bench lab report gpu-check clean-runs
+.PHONY: help venv reproduce study preflight plan smoke corpus tokenizer embedding-init pretrain eval analysis test lint bench lab report gpu-check clean-runs
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}'
@@ -98,7 +98,9 @@ $(NB_OUT)/05_eval.ipynb: notebooks/05_eval.ipynb $(CONFIG) $(EVAL_CODE) $(NB_OUT
 
 eval: pretrain $(NB_OUT)/05_eval.ipynb ## stage 05: lm-eval over every checkpoint, one results table
 
-$(NB_OUT)/06_analysis.ipynb: notebooks/06_analysis.ipynb $(CONFIG) $(ANALYSIS_CODE) $(NB_OUT)/05_eval.ipynb | $(ENV_STAMP)
+# The extended study's results, once `make study` has written them, are part of the analysis.
+STUDY := $(RUN)/study/summary.json
+$(NB_OUT)/06_analysis.ipynb: notebooks/06_analysis.ipynb $(CONFIG) $(ANALYSIS_CODE) $(NB_OUT)/05_eval.ipynb $(wildcard $(STUDY)) | $(ENV_STAMP)
 	$(call run_notebook)
 
 analysis: eval $(NB_OUT)/06_analysis.ipynb ## stage 06: findings table + every figure of the study
@@ -116,6 +118,15 @@ endif
 REPORT := $(RUN)/report/index.html
 $(REPORT): $(wildcard $(NB_OUT)/*.ipynb) swallowlib/report.py | $(ENV_STAMP)
 	$(PY) -m swallowlib.report --profile $(PROFILE)
+
+# After reproduce (order-only: it reuses what reproduce built, and never re-runs a notebook because code changed).
+STUDY_CODE := $(TRAIN_CODE) $(EVAL_CODE) swallowlib/matrix.py swallowlib/study.py swallowlib/stage.py
+$(STUDY): $(CONFIG) $(STUDY_CODE) | $(ENV_STAMP) $(NB_OUT)/05_eval.ipynb
+	$(PY) -m swallowlib.study --config $(CONFIG)
+
+study: $(STUDY) ## after reproduce: seeds, NVE+characters, vocabulary sweep, longer runs, scratch at equal total tokens; rows join the findings
+	@$(MAKE) --no-print-directory $(NB_OUT)/06_analysis.ipynb $(REPORT)
+	@echo "study: $(PROFILE) done; findings in $(RUN)/analysis/, report $(REPORT)"
 
 ifdef DRY_RUN
 reproduce: plan

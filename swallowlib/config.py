@@ -14,6 +14,7 @@ raises :class:`ConfigError` with one line naming the file and the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import types
@@ -232,6 +233,9 @@ class TokenizerConfig:
     ja_nfkc: bool = True  # NFKC normaliser for the Japanese tokenizer (the paper's choice)
     pad_to: int = 8  # merged vocabulary padded to a multiple of this
     max_train_lines: int = 200_000  # lines sampled (with the seed) to train each SentencePiece model
+    # tiny base: the share of its training lines that are Japanese. Llama 2 saw a little Japanese (~0.1 % of its data)
+    # and holds ~700 CJK pieces; a base with none starts from byte fallback and unused byte rows instead.
+    base_ja_share: float = 0.0
     analysis_llama2: bool = True  # also rebuild Llama 2 exactly and merge a Japanese tokenizer into it (analysis)
     analysis_ja_vocab: int = 16_000  # the paper's Japanese tokenizer size, for the Llama 2 analysis merge
     analysis_mistral: bool = True  # Mistral v1 (from mistral-common) in the efficiency comparison
@@ -342,7 +346,8 @@ class RunConfig:
 
     tokens: int  # token budget (training tokens, all processes together)
     init: str = "scratch"
-    tokenizer: Literal["base", "expanded"] = "base"
+    # "base" or "expanded" (stage 02), or a tokenizer directory (the study's variants, swallowlib/study.py)
+    tokenizer: str = "base"
     mix: dict[str, float] = field(default_factory=lambda: {"ja": 0.9, "en": 0.1})
     lr: float | None = None
     min_lr_ratio: float | None = None
@@ -351,6 +356,9 @@ class RunConfig:
     embedding_warmup_steps: int | None = None
     seed: int | None = None
     checkpoint_fractions: list[float] | None = None  # milestones of this run (default: train.checkpoint_fractions)
+    # Tokens of the mix's sequence order to skip first: a run continuing another (init run:<name>) reads on where that
+    # run stopped instead of seeing its data again. A multiple of train.seq_len.
+    skip_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -399,6 +407,15 @@ def run_optimizer(tc: TrainConfig, rc: RunConfig) -> OptimizerConfig:
     return dataclasses.replace(tc.optimizer, **own)
 
 
+def steps_for_tokens(tokens: int, batch_size: int, seq_len: int) -> int:
+    """Optimizer steps that cover a token budget (the last step may overshoot by < one step).
+
+    >>> steps_for_tokens(400_000, 8, 256)
+    196
+    """
+    return max(1, math.ceil(tokens / (batch_size * seq_len)))
+
+
 def grad_accum(tc: TrainConfig, processes: int) -> int:
     """Micro-batches per optimizer step on ``processes`` processes, so that the global batch stays ``batch_size``.
 
@@ -426,6 +443,9 @@ def run_checkpoint_fractions(tc: TrainConfig, rc: RunConfig) -> list[float]:
 #: Japanese texts of stage 02 (swallowlib/eval/tasks.py).
 EVAL_TASKS = ("bpb_ja", "bpb_en", "bpb_ja_ood", "translate_en_ja", "translate_ja_en", "faq_ja", "faq_en",
               "synopsis_ja", "synopsis_en", "jmdict_ja_en")
+#: The reference log-likelihood half of the translation and FAQ tasks (bits per byte of the reference translation /
+#: the right answer given the prompt): cheap, so a profile can score it at every milestone (``milestone_tasks``).
+REF_TASKS = ("translate_en_ja_ref", "translate_ja_en_ref", "faq_ja_ref", "faq_en_ref")
 
 
 @dataclass(frozen=True)
@@ -499,6 +519,30 @@ class AnalysisConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# `make study`: the experiments beyond the default reproduce (swallowlib/study.py)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The runs that answer the threats to the study's conclusions; they reuse the profile's corpus, tokenizers, base
+    and runs, and join the same findings table (docs/study.md, "The extended study")."""
+
+    seeds: list[int] = field(default_factory=list)  # extra training seeds (data order, random init) of seed_runs
+    seed_runs: list[str] = field(default_factory=list)  # train.runs repeated with each seed as <run>-s<seed>
+    # cpt-nve+chars: the base vocabulary plus only the single characters of the expansion (kana, kanji; no
+    # multi-character pieces), mean-of-pieces init: how much of expansion's advantage the characters alone bring.
+    chars_arm: bool = False
+    # cpt-ve-v<f>: tokenizer.ja_vocab x f merged into the base (naive merge + coverage, as expanded), each a CPT run
+    # with cpt-ve's data and init method; f = 1 is cpt-ve itself.
+    vocab_sweep: list[float] = field(default_factory=list)
+    # cpt-ve-long / cpt-nve-long: cpt-ve and cpt-nve continued (their final weights, the data where they stopped, a new
+    # warm-up and cosine) to this many times their tokens in all. 0: off.
+    longer: float = 0.0
+    # scratch-ve-total: the scratch run at the CPT model's total tokens (the base run's + cpt-ve's).
+    scratch_total: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The whole file
 
 
@@ -513,6 +557,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
     offline: bool = True  # False only for profiles that name Hub resources (corpus.hub, Hub model ids)
     path: str = ""  # filled in by load_config: the file it came from
@@ -642,6 +687,12 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for name in ("en_retained_margin", "expansion_cost_margin", "no_harm_margin", "rel_floor", "gen_floor"):
             if not 0.0 <= getattr(obj, name) < 1.0:
                 fail(name, f"expected a fraction in [0, 1), got {getattr(obj, name)}")
+    elif isinstance(obj, StudyConfig):
+        for i, f in enumerate(obj.vocab_sweep):
+            if f <= 0 or f == 1:
+                fail(f"vocab_sweep[{i}]", f"expected a factor > 0 other than 1 (1 is the profile's own run), got {f}")
+        if obj.longer and obj.longer <= 1:
+            fail("longer", f"expected 0 (off) or a factor > 1, got {obj.longer}")
     elif isinstance(obj, SplitConfig):
         for name in ("valid", "test"):
             if not 0.0 <= getattr(obj, name) < 0.5:
@@ -657,6 +708,8 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
         for name in ("base_vocab", "ja_vocab", "pad_to", "max_train_lines", "analysis_ja_vocab", "eval_max_docs"):
             if getattr(obj, name) < 1:
                 fail(name, f"expected a positive integer, got {getattr(obj, name)}")
+        if not 0.0 <= obj.base_ja_share < 0.5:
+            fail("base_ja_share", f"expected a fraction in [0, 0.5), got {obj.base_ja_share}")
     elif isinstance(obj, ModelConfig):
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
             if getattr(obj, name) < 1:
@@ -698,6 +751,10 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
                 fail(f"mix.{source}", f"expected a token ratio in [0, 1], got {ratio}")
         if abs(sum(obj.mix.values()) - 1.0) > 1e-6:
             fail("mix", f"token ratios must sum to 1, got {sum(obj.mix.values()):g}")
+        if obj.skip_tokens < 0:
+            fail("skip_tokens", f"expected >= 0 tokens, got {obj.skip_tokens}")
+        if obj.tokenizer not in ("base", "expanded") and "/" not in obj.tokenizer:
+            fail("tokenizer", f"expected base, expanded or a tokenizer directory, got {obj.tokenizer!r}")
         if obj.init.startswith(("run:", "init:")) and not obj.init.split(":", 1)[1]:
             fail("init", f"expected a name after {obj.init!r}")
         if obj.init == "":
@@ -752,8 +809,9 @@ def _check_ranges(obj: Any, prefix: str, src: str) -> None:
             if name not in EVAL_TASKS:
                 fail(f"tasks[{i}]", f"unknown task {name!r} (known: {', '.join(EVAL_TASKS)})")
         for i, name in enumerate(obj.milestone_tasks):
-            if name not in EVAL_TASKS:
-                fail(f"milestone_tasks[{i}]", f"unknown task {name!r} (known: {', '.join(EVAL_TASKS)})")
+            if name not in EVAL_TASKS and name not in REF_TASKS:
+                fail(f"milestone_tasks[{i}]",
+                     f"unknown task {name!r} (known: {', '.join(EVAL_TASKS)}; reference-only: {', '.join(REF_TASKS)})")
         for name in ("max_examples", "bpb_max_chars", "max_chars", "description_chars", "faq_answer_chars",
                      "max_gen_tokens", "batch_size"):
             if getattr(obj, name) < 1:
@@ -825,6 +883,10 @@ def load_config(path_or_profile: str | Path) -> Config:
         if run not in cfg.train.runs:
             known = ", ".join(cfg.train.runs)
             raise ConfigError(f"{p}: eval.runs[{i}]: no run named {run!r} in train.runs (known: {known})")
+    for i, run in enumerate(cfg.study.seed_runs):
+        if run not in cfg.train.runs:
+            known = ", ".join(cfg.train.runs)
+            raise ConfigError(f"{p}: study.seed_runs[{i}]: no run named {run!r} in train.runs (known: {known})")
     if cfg.offline and cfg.corpus.hub:
         raise ConfigError(f"{p}: corpus.hub: Hub sources need `offline: false` in the profile")
     return dataclasses.replace(_resolve_local_paths(cfg), path=str(p))

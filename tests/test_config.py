@@ -111,7 +111,8 @@ def _base() -> dict:
         (lambda d: d["train"]["runs"]["base"].update(mix={"en": 0.5}), "train.runs.base.mix", "sum to 1"),
         (lambda d: d["train"]["runs"]["base"].update(mix={"fr": 1.0}), "train.runs.base.mix.fr", "unknown source"),
         (lambda d: d["train"]["runs"]["base"].update(tokens=0), "train.runs.base.tokens", "positive"),
-        (lambda d: d["train"]["runs"]["base"].update(tokenizer="ja"), "train.runs.base.tokenizer", "one of"),
+        (lambda d: d["train"]["runs"]["base"].update(tokenizer="ja"), "train.runs.base.tokenizer",
+         "base, expanded or a tokenizer directory"),
         (lambda d: d["train"]["runs"]["base"].update(peft=True), "train.runs.base.peft", "scratch"),
         (lambda d: d["train"]["runs"]["base"].update(lr="fast"), "train.runs.base.lr", "expected"),
         (lambda d: d["train"]["runs"]["cpt-nve"].update(init="run:bse"), "train.runs.cpt-nve.init", "no run named"),
@@ -142,7 +143,9 @@ def test_train_section(profile):
     assert set(t.runs) == {"base", "cpt-nve", "scratch-ve", "cpt-ve", "cpt-ve-para"}
     assert set(cfg.embedding_init.methods) == {"mean-of-pieces", "hf-mean", "random", "focus"}
     assert len(cfg.embedding_init.seeds) >= 2 and cfg.embedding_init.short_cpt_tokens > 0
-    assert t.runs["base"].init == "scratch" and t.runs["base"].mix == {"en": 1.0}
+    # An English base that has seen at most a little Japanese (tiny: 1 %, as Llama 2 had some), its tokenizer likewise.
+    assert t.runs["base"].init == "scratch" and t.runs["base"].mix.get("ja", 0) <= 0.01 < t.runs["base"].mix["en"]
+    assert cfg.tokenizer.base_ja_share <= 0.01
     assert t.runs["cpt-nve"].init == "run:base" and t.runs["cpt-nve"].tokenizer == "base"
     assert t.runs["cpt-ve"].init.startswith("init:") and t.runs["cpt-ve"].mix == {"ja": 0.9, "en": 0.1}
     assert set(t.runs["cpt-ve-para"].mix) == {"ja", "en", "parallel"}

@@ -129,14 +129,16 @@ def test_lm_eval_runs_and_is_deterministic(tree):
     got = set(zip(df1.task, df1.metric, strict=True))
     for want in [("bpb_ja", "bits_per_byte"), ("bpb_en", "bits_per_byte"), ("translate_en_ja", "chrf"),
                  ("translate_ja_en", "bleu"), ("translate_en_ja_ref", "bits_per_byte"), ("faq_ja", "acc"),
-                 ("faq_en", "acc_norm"), ("synopsis_ja", "rouge2_words"), ("synopsis_ja", "rouge2_tokens")]:
+                 ("faq_en", "acc_norm"), ("faq_ja_ref", "bits_per_byte"), ("synopsis_ja", "rouge2_words"),
+                 ("synopsis_ja", "rouge2_tokens")]:
         assert want in got, want
     bpb = df1[(df1.metric == "bits_per_byte") & (df1.task == "bpb_ja")]
     # A random model over V pieces: about log2(V) bits per token, so several bits per byte, finite and positive.
     assert len(bpb) == 2 and (bpb.value > 0.5).all() and (bpb.value < 20).all()
     # lm-eval leaves the corpus-level metrics' stderr "N/A": bootstrapped from its samples, finite, identical on re-run.
     corpus = df1[df1.metric.isin(["bits_per_byte", "byte_perplexity", "chrf", "bleu"])]
-    assert len(corpus) == 2 * 10 and corpus.stderr.notna().all() and (corpus.stderr >= 0).all(), corpus
+    # Per checkpoint: 2 bpb tasks x 2 metrics, 2 translations x (chrF, BLEU, reference bpb), 2 FAQ reference bpb.
+    assert len(corpus) == 2 * 12 and corpus.stderr.notna().all() and (corpus.stderr >= 0).all(), corpus
     assert (df1.loc[df1.metric == "bits_per_byte", "stderr"] > 0).all()
     assert (tree["runs"] / PROFILE / "eval" / "results.parquet").is_file()
     res = json.loads((tree["runs"] / PROFILE / "eval" / "results" / "ve" / "step-00000002.json").read_text())

@@ -69,6 +69,15 @@ def test_mixture_is_a_pure_function_of_seed_and_k():
     assert [other.locate(k) for k in ks] != forward
 
 
+def test_an_offset_mixture_reads_on_where_the_unshifted_one_stops():
+    """A continuation (``skip_tokens``) sees the sequences after its parent's, not the parent's again."""
+    sources = {"ja": _src("ja", 8 * 50 + 1), "en": _src("en", 8 * 7 + 1, offset=10_000)}
+    parent = tdata.Mixture(sources, {"ja": 0.9, "en": 0.1}, seed=3)
+    cont = tdata.Mixture(sources, {"ja": 0.9, "en": 0.1}, seed=3, offset=40)
+    assert np.array_equal(cont.batch(range(0, 30)), parent.batch(range(40, 70)))
+    assert not np.array_equal(cont.batch(range(0, 8)), parent.batch(range(0, 8)))
+
+
 def test_mixture_ratios_are_exact_per_block_and_epochs_cover_each_source():
     sources = {"ja": _src("ja", 8 * 40 + 1), "en": _src("en", 8 * 6 + 1), "parallel": _src("parallel", 8 * 9 + 1)}
     m = tdata.Mixture(sources, {"ja": 0.81, "en": 0.1, "parallel": 0.09}, seed=0)

@@ -406,8 +406,11 @@ def _task_names(cfg: Config, ck: Checkpoint) -> list[str]:
     """The lm-eval task names a checkpoint gets: the whole offline suite for a run's last, else the milestone tasks
     that are in the suite (only ``eval.tasks`` are built: a profile that leaves one out leaves it out everywhere)."""
     ec = cfg.eval
-    names = ec.tasks if ck.last else [t for t in ec.milestone_tasks if t in ec.tasks]
-    return [n for t in names for n in lm_eval_names(t)]
+    if ck.last:
+        return [n for t in ec.tasks for n in lm_eval_names(t)]
+    # A reference-only name (translate_en_ja_ref, faq_ja_ref) is the cheap half of a task in the suite.
+    return [n for t in ec.milestone_tasks if t.removesuffix("_ref") in ec.tasks
+            for n in (lm_eval_names(t) if t in ec.tasks else [PREFIX + t])]
 
 
 def task_units(cfg: Config, ck: Checkpoint) -> dict[str, int | None]:

@@ -115,7 +115,7 @@ def samples(profile: str, run: str, task: str, n: int = 3, checkpoint: str | Non
     return pd.DataFrame(rows)
 
 
-def _lead(description: str, lang: str) -> str:
+def lead_sentence(description: str, lang: str) -> str:
     """The first sentence of a package description: the classic lead baseline of extractive summarisation."""
     import re
 
@@ -141,7 +141,7 @@ def confound_probe(profile: str, tokenizers: tuple[str, ...] = ("base", "expande
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no synopsis task — run `make eval PROFILE={profile}` first")
         items = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        pairs = [(_lead(d["description"], lang), d["target"]) for d in items]
+        pairs = [(lead_sentence(d["description"], lang), d["target"]) for d in items]
         units = {"MeCab words" if lang == "ja" else "words": lambda s, lang=lang: words(s, lang)}
         units |= {f"{name} tokens": (lambda s, e=e: e([s])[0]) for name, e in enc.items()}
         for unit, fn in units.items():

@@ -13,6 +13,7 @@ bpb_ja_ood         ``swallow_bpb_ja_ood`` (rolling, literature/tutorial/essay)  
 translate_en_ja …  ``swallow_translate_en_ja`` (greedy, k-shot)                    chrf, bleu (MeCab for ja)
                    ``swallow_translate_en_ja_ref`` (log-likelihood of the ref.)    bits_per_byte
 faq_ja / faq_en    ``swallow_faq_<lang>`` (question -> answer, multiple choice)    acc, acc_norm, acc_bytes
+                   ``swallow_faq_<lang>_ref`` (log-likelihood of the answer)       bits_per_byte
 synopsis_ja / _en  ``swallow_synopsis_<lang>`` (description -> synopsis, greedy)   rouge2_words, rouge2_tokens
 jmdict_ja_en       ``swallow_jmdict_ja_en`` (JMdict word -> English gloss, MC)     acc, acc_norm
 =================  ==============================================================  ===============================
@@ -95,7 +96,7 @@ def lm_eval_names(task: str) -> list[str]:
     """The lm-eval task names a configured task expands to."""
     if task not in EVAL_TASKS:
         raise ValueError(f"unknown task {task!r} (known: {', '.join(EVAL_TASKS)})")
-    if task.startswith("translate_"):
+    if task.startswith(("translate_", "faq_")):
         return [PREFIX + task, PREFIX + task + "_ref"]
     return [PREFIX + task]
 
@@ -445,7 +446,7 @@ def build_tasks(cfg: Config, out: Path | None = None) -> Path:
                 choices = rng.sample(others, ec.faq_choices - 1) + [answers[i]]
                 rng.shuffle(choices)
                 conv.append({"id": rows[i].get("id"), "question": " ".join(rows[i]["question"].split()),
-                             "choices": choices, "gold": choices.index(answers[i])})
+                             "choices": choices, "gold": choices.index(answers[i]), "target": answers[i]})
             _write_jsonl(out / f"{task}.test.jsonl", conv)
             q, a = FAQ_LABELS[lang]
             y = _base_yaml(task, out, False)
@@ -454,6 +455,14 @@ def build_tasks(cfg: Config, out: Path | None = None) -> Path:
                      metric_list=[{"metric": m, "aggregation": "mean", "higher_is_better": True}
                                   for m in ("acc", "acc_norm", "acc_bytes")])
             yamls[task] = y
+            # The right answer's log-likelihood given the question: the same question, no choices.
+            ref = _base_yaml(task, out, False)
+            ref.update(task=PREFIX + task + "_ref", output_type="loglikelihood", doc_to_text=y["doc_to_text"],
+                       doc_to_target="{{target}}", num_fewshot=0, target_delimiter=" ",
+                       process_results=_Fn("utils.reference_results"),
+                       metric_list=[{"metric": "bits_per_byte", "aggregation": "bits_per_byte",
+                                     "higher_is_better": False}])
+            yamls[task + "_ref"] = ref
         elif kind == "jmdict":
             from swallowlib.eval.jmdict import common_words
 

@@ -4,8 +4,9 @@
 
 Outputs (``runs/<profile>/tokenizer/``, swapped in as a whole when the stage finishes):
 
-- ``base/`` — the profile's base tokenizer (tiny: an English SentencePiece with Llama 2's trainer settings, trained on
-  the English training split; llama2: Llama 2's exact ``tokenizer.model``), as an HF directory;
+- ``base/`` — the profile's base tokenizer (tiny: a SentencePiece with Llama 2's trainer settings, trained on the
+  English training split plus ``tokenizer.base_ja_share`` of Japanese lines, as Llama 2 saw a little Japanese;
+  llama2: Llama 2's exact ``tokenizer.model``), as an HF directory;
 - ``ja.model`` — the Japanese SentencePiece (NFKC as configured) trained on the Japanese training split;
 - ``expanded/`` — base + the Japanese pieces the base lacks (Swallow-style merge, padded), as an HF directory;
 - ``expanded-continued.model`` — beyond the paper: the same number of new pieces learned by continued BPE on the base's
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -69,6 +71,22 @@ def _split_lines(profile: str, dataset: str, split: str, n: int, seed: int) -> l
 def _split_docs(profile: str, dataset: str, split: str, n: int, seed: int, column: str = "text") -> list[str]:
     """A seeded sample of at most ``n`` documents (or one side of the pairs: ``column``) of a corpus split."""
     return shards.sample_texts(paths.corpus_split_files(profile, dataset, split), n, seed, column=column)
+
+
+def _base_japanese_lines(ja_lines: list[str], n_en: int, share: float, seed: int) -> list[str]:
+    """The Japanese lines the tiny base tokenizer trains on beside ``n_en`` English ones: ``share`` of all its lines.
+
+    >>> len(_base_japanese_lines([f"行{i}" for i in range(100)], 990, 0.01, 0))
+    10
+    """
+    n = min(len(ja_lines), round(n_en * share / (1 - share)))
+    return random.Random(seed).sample(ja_lines, n) if n else []
+
+
+def _japanese_pieces(model: Path) -> int:
+    """Pieces of a SentencePiece model that hold a Japanese character (kana, kanji, Japanese punctuation)."""
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    return sum(any(merge.is_japanese_char(c) for c in sp.id_to_piece(i)) for i in range(sp.get_piece_size()))
 
 
 def _expand(base_model: Path, ja_model: Path, out: Path, pad_to: int, with_coverage: bool) -> dict:
@@ -130,8 +148,12 @@ def _build(cfg: Config, st: Stage, stage: Path) -> None:
     if tc.base == "llama2":
         base_model = base.build_llama2_tokenizer(stage / "base.model")
     else:
-        en_train_lines = _split_lines(cfg.profile, "en", "train", tc.max_train_lines, tc.seed)
-        base_model = base.train_sentencepiece(en_train_lines, tc.base_vocab, stage / "base", seed=tc.seed)
+        base_lines = _split_lines(cfg.profile, "en", "train", tc.max_train_lines, tc.seed)
+        ja_lines_in_base = _base_japanese_lines(ja_train_lines, len(base_lines), tc.base_ja_share, tc.seed)
+        base_model = base.train_sentencepiece(base_lines + ja_lines_in_base, tc.base_vocab, stage / "base",
+                                              seed=tc.seed)
+        st.report["base_japanese"] = {"lines": len(ja_lines_in_base), "of_lines": len(base_lines + ja_lines_in_base),
+                                      "japanese_pieces": _japanese_pieces(base_model)}
     t = tick("base", t)
     # 2. Japanese tokenizer
     ja_model = base.train_sentencepiece(

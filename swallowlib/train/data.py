@@ -657,7 +657,9 @@ def block_counts(ratios: dict[str, float], max_block: int = 10_000) -> tuple[int
 class Mixture:
     """The training sequence schedule: ``batch(ks)`` returns the sequences for global indices ``ks`` (module doc)."""
 
-    def __init__(self, sources: dict[str, PackedSource], ratios: dict[str, float], seed: int):
+    def __init__(self, sources: dict[str, PackedSource], ratios: dict[str, float], seed: int, offset: int = 0):
+        """``offset``: global sequences to skip, so that a run continuing another reads on where that one stopped."""
+        self.offset = int(offset)
         order = [s for s in (*SOURCES, *sorted(ratios)) if s in ratios and ratios[s] > 0]
         self.names = list(dict.fromkeys(order))
         self.sources = [sources[s] for s in self.names]
@@ -710,7 +712,7 @@ class Mixture:
         """Sequences for the global indices ``ks``: ``int64`` array ``(len(ks), seq_len + 1)``."""
         rows = []
         for k in ks:
-            name, i = self.locate(k)
+            name, i = self.locate(self.offset + int(k))
             rows.append(self.sources[self.names.index(name)].get(np.array([i]))[0])
         return np.stack(rows)
 

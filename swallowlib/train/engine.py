@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from swallowlib.config import OptimizerConfig, PeftConfig
+from swallowlib.config import OptimizerConfig, PeftConfig, steps_for_tokens
 from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic
 from swallowlib.train import checkpoint, memory, mfu, parallel
 from swallowlib.train import model as modeling
@@ -401,11 +400,6 @@ def check_memory(job: Job, config, world: int, device_bytes: float) -> None:
         raise TrainError(f"{line} (swallowlib.train.memory; the estimate errs on the safe side)")
     if (line := memory.check_fits(est, device_bytes)) is not None:
         log.warning("%s: tight on memory: %s", job.name, line)
-
-
-def steps_for_tokens(tokens: int, batch_size: int, seq_len: int) -> int:
-    """Optimizer steps that cover a token budget (the last step may overshoot by < one step)."""
-    return max(1, math.ceil(tokens / (batch_size * seq_len)))
 
 
 def total_steps_of(job: Job) -> int:

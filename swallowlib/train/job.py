@@ -11,7 +11,7 @@ import logging
 import math
 from pathlib import Path
 
-from swallowlib import paths
+from swallowlib import matrix, paths
 from swallowlib.config import Config, ConfigError, RunConfig, run_checkpoint_fractions, run_optimizer, to_dict
 from swallowlib.provenance import fingerprint, provenance
 from swallowlib.train import data as tdata
@@ -25,22 +25,27 @@ CODE = sorted(Path(__file__).parent.glob("*.py"))
 
 
 def get_run(cfg: Config, run: str) -> RunConfig:
-    """A run of ``train.runs``, or one of the short CPT runs stage 03 derives from ``embedding_init``."""
+    """A run of ``train.runs``, one of the short CPT runs stage 03 derives from ``embedding_init``, or a run of the
+    extended study (:func:`swallowlib.matrix.study_runs`)."""
     from swallowlib.embedding_init.stage import comparison_runs
 
-    derived = comparison_runs(cfg)
+    derived = {**comparison_runs(cfg), **matrix.study_runs(cfg)}
     runs = {**derived, **cfg.train.runs}
     if run not in runs:
         known = ", ".join(cfg.train.runs) or "none"
-        also = " (and stage 03's init-cmp-<method>-s<seed>)" if derived else ""
+        also = " (and stage 03's init-cmp-<method>-s<seed>, and the study's runs)" if derived else ""
         raise ConfigError(f"{cfg.path}: train.runs: no run named {run!r} (known: {known}){also}")
     return runs[run]
 
 
 def tokenizer_path(cfg: Config, which: str) -> Path:
-    from swallowlib.tokenizer.stage import tokenizer_dir
-
-    d = tokenizer_dir(cfg.profile) / which
+    """Stage 02's ``base`` or ``expanded`` tokenizer directory, or ``which`` itself when it is a directory."""
+    if which not in ("base", "expanded"):
+        d = Path(which)
+        if not (d / "tokenizer.json").is_file():
+            raise TrainError(f"{d}: no tokenizer.json (`make study PROFILE={cfg.profile}` builds it)")
+        return d
+    d = paths.run_dir(cfg.profile) / "tokenizer" / which
     if not (d / "tokenizer.json").is_file():
         raise TrainError(f"{d}: no {which} tokenizer (build it with `make tokenizer PROFILE={cfg.profile}`)")
     return d
@@ -103,10 +108,17 @@ def source_budgets(cfg: Config, rc: RunConfig) -> dict[str, dict]:
     """Per training source of a run: the stream tokens the run reads from it (``drawn``) and the tokens to tokenise
     (``max_tokens``: ``drawn`` × ``train.data_margin``, or ``None`` = the whole split when no margin is set)."""
     tc = cfg.train
-    n_sequences = steps_for_tokens(rc.tokens, tc.batch_size, tc.seq_len) * tc.batch_size
+    n_sequences = steps_for_tokens(rc.tokens, tc.batch_size, tc.seq_len) * tc.batch_size + _skip(cfg, rc)
     drawn = tdata.tokens_drawn({s: r for s, r in rc.mix.items() if r > 0}, n_sequences, tc.seq_len)
     margin = tc.data_margin
     return {s: {"drawn": d, "max_tokens": None if margin is None else math.ceil(d * margin)} for s, d in drawn.items()}
+
+
+def _skip(cfg: Config, rc: RunConfig) -> int:
+    """Sequences of the mix a run skips (``skip_tokens``: a continuation reads on where its init run stopped)."""
+    if rc.skip_tokens % cfg.train.seq_len:
+        raise ConfigError(f"{cfg.path}: skip_tokens {rc.skip_tokens} is not a multiple of train.seq_len")
+    return rc.skip_tokens // cfg.train.seq_len
 
 
 def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
@@ -125,7 +137,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
     if eos is None:
         raise TrainError(f"{tok_dir}: the tokenizer has no EOS token (documents need a separator)")
     new_rows_from = None
-    if rc.tokenizer == "expanded" and rc.peft:  # PEFT trains the rows the base tokenizer does not have
+    if rc.tokenizer != "base" and rc.peft:  # PEFT trains the rows the base tokenizer does not have
         new_rows_from = len(load_hf(tokenizer_path(cfg, "base")))
 
     model_config = None
@@ -155,7 +167,7 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         if tc.eval_sequences:
             valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw)
     seed = rc.seed if rc.seed is not None else cfg.seed
-    mixture = tdata.Mixture(train_src, rc.mix, seed)
+    mixture = tdata.Mixture(train_src, rc.mix, seed, offset=_skip(cfg, rc))
     eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}
     eval_data = {s: a for s, a in eval_data.items() if len(a)}
 
@@ -165,6 +177,8 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
         "tokenizer": tdata.tokenizer_fingerprint(tok_dir),
         "data": {s: [len(src.stream), src.docs, src.chars] for s, src in sorted(train_src.items())},
     }
+    if mixture.offset:  # only then, so the identity of every run that skips nothing is what it always was
+        identity["skip_sequences"] = mixture.offset
     resolved = {
         "run": run,
         "run_config": to_dict(rc),
