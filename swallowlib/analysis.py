@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
-from swallowlib import paths
+from swallowlib import matrix, paths
 from swallowlib import verdict as rules
 from swallowlib.config import AnalysisConfig, Config, load_config
 from swallowlib.provenance import save_figure, write_json_atomic, write_text_atomic
@@ -60,6 +60,10 @@ PAPER = {
     "ood": "measured on its own web corpus only",
     "continued": "not examined",
     "train_eff": "not reported",
+    "longer": "VE ≈ NVE on Japanese after 100B tokens: JA avg 0.394 vs 0.406 (7B), 0.463 vs 0.469 (13B)",
+    "chars": "not examined (the added pieces are compared as a whole)",
+    "vocab": "left open: one vocabulary size (+11,176 pieces); its cost to summarisation discussed",
+    "abilities": "the largest Japanese gains are in question answering (the paper's per-task results)",
 }
 
 
@@ -263,14 +267,16 @@ def difference(ctx: _Ctx, a: tuple[str, int | None], b: tuple[str, int | None], 
 
 def run_difference(ctx: _Ctx, a: str, b: str | tuple[str, int | None], task: str,
                    metric: str = "bits_per_byte") -> Estimate | None:  # fmt: skip
-    """``a - b`` at the runs' last checkpoints, over seeds when ``a`` (or ``b``) has replicates: replicate k of ``a``
-    is paired with replicate k of ``b`` when it exists, else with ``b`` itself. ``b`` may be a fixed checkpoint
+    """``a - b`` at the runs' last checkpoints, over seeds when ``a`` has replicates with results: ``a-s<k>`` is
+    paired with ``b-s<k>`` when that has results, else with ``b`` itself. ``b`` may be a fixed checkpoint
     ``(run, step)`` (the base model), which every replicate of ``a`` is compared with."""
     fixed = None if isinstance(b, str) else b
-    rb = [] if fixed else seed_replicates(ctx.runs, b)
     per_seed = []
-    for k, run_a in enumerate(seed_replicates(ctx.runs, a)):
-        at_b = fixed or ((rb[k] if k < len(rb) else b), None)
+    for run_a in seed_replicates(ctx.runs, a):
+        if run_a != a and ctx.missing(run_a):  # a replicate the study has not run (yet)
+            continue
+        twin = None if fixed else b + run_a.removeprefix(a)  # the same seed of b
+        at_b = fixed or ((twin if not ctx.missing(twin) else b), None)
         e = difference(ctx, (run_a, None), at_b, task, metric)
         if e is not None:
             per_seed.append(e)
@@ -344,12 +350,12 @@ def findings(cfg: Config | str | Path) -> pd.DataFrame:
     Every row is always present: a claim whose inputs this profile lacks reads "not measured" and says why.
     """
     cfg = cfg if isinstance(cfg, Config) else load_config(cfg)
-    ctx = _Ctx(cfg, results(cfg.profile), set(_runs(cfg)))
+    ctx = _Ctx(cfg, results(cfg.profile), set(_runs(cfg)) | set(matrix.study_runs(cfg)))
     rows: list[Finding] = []
     for row in (_ja_improves, _keeps_improving, _en_retained, _tokens_cheaper, _trains_faster, _ve_vs_nve, _matched,
                 _inference_speed, _summarisation_cost, _confound, _parallel_translation, _parallel_no_harm,
-                _cpt_vs_scratch, _ood_improves, _init_findings, _naive_merge, _ood_tokens,
-                _continued_vs_naive):  # fmt: skip
+                _cpt_vs_scratch, _cpt_vs_scratch_total, _longer, _abilities, _ood_improves, _init_findings,
+                _naive_merge, _ood_tokens, _continued_vs_naive, _chars_arm, _vocab_sweep):  # fmt: skip
         rows += row(ctx)
     return pd.DataFrame([asdict(r) for r in rows])
 
@@ -365,8 +371,8 @@ def _ja_improves(ctx: _Ctx) -> list[Finding]:
     (b, bse), (v, vse) = _value(ctx.df, at, "bpb_ja", BPB), _value(ctx.df, ("cpt-ve", None), "bpb_ja", BPB)
     verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, "bpb_ja"), lower_is_better=True)
     measure = measure.replace("base", _base_label(at), 1) + "; superiority"
-    return [Finding(claim, "paper", measure, f"{_fmt(b, bse)} → {_fmt(v, vse)}", PAPER["ja_improves"], verdict_,
-                    reason)]  # fmt: skip
+    ours = f"{_fmt(b, bse)} → {_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', 'bpb_ja')}"
+    return [Finding(claim, "paper", measure, ours, PAPER["ja_improves"], verdict_, reason)]
 
 
 def _keeps_improving(ctx: _Ctx) -> list[Finding]:
@@ -442,7 +448,8 @@ def _ve_vs_nve(ctx: _Ctx) -> list[Finding]:
         verdict_, reason = rules.non_inferiority(e, m)
         if e.hi < 0:  # non-inferiority passes an improvement too: say so, and why there is one
             reason += "; VE is in fact better: at equal tokens it has seen more text"
-        out.append(Finding(claim, "paper", measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER[key], verdict_, reason))
+        ours = f"{_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', task)} vs {_fmt(n, nse)}{_seed_note(ctx, 'cpt-nve', task)}"
+        out.append(Finding(claim, "paper", measure, ours, PAPER[key], verdict_, reason))
     return out
 
 
@@ -611,28 +618,101 @@ def _parallel_no_harm(ctx: _Ctx) -> list[Finding]:
 
 
 def _cpt_vs_scratch(ctx: _Ctx) -> list[Finding]:
-    claim = "CPT beats training from scratch at equal tokens"
-    measure = (
-        "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens); superiority at the last checkpoint"
-    )
+    return [_vs_scratch(ctx, "scratch-ve", "CPT beats training from scratch at equal tokens",
+                        "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens); superiority at the "
+                        "last checkpoint")]  # fmt: skip
+
+
+def _cpt_vs_scratch_total(ctx: _Ctx) -> list[Finding]:
+    """The fairer comparison: the CPT model has also had the base run's tokens, so scratch gets as many in all."""
+    total = matrix.SCRATCH + matrix.TOTAL_SUFFIX
+    return [_vs_scratch(ctx, total, "CPT beats training from scratch at equal total tokens (base + CPT)",
+                        f"JA / EN bits/byte, cpt-ve (the base run's tokens + its own) vs {total} (as many tokens "
+                        "of the CPT mix, same tokenizer); superiority at the last checkpoint")]  # fmt: skip
+
+
+def _vs_scratch(ctx: _Ctx, scratch: str, claim: str, measure: str) -> Finding:
     tasks = ("bpb_ja", "bpb_en")
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["scratch"], ("cpt-ve", "scratch-ve"), tasks):
-        return [nm]
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["scratch"], ("cpt-ve", scratch), tasks):
+        return nm
     verdicts, ours, reasons = [], [], []
     for task in tasks:
         lang = task[-2:].upper()
-        c, s = curve(ctx.df, "cpt-ve", task), curve(ctx.df, "scratch-ve", task)
+        c, s = curve(ctx.df, "cpt-ve", task), curve(ctx.df, scratch, task)
         m = c.merge(s, on="tokens", suffixes=("_cpt", "_scratch"))
         m = m[m["tokens"] > 0]
         lower = int((m["value_cpt"] < m["value_scratch"]).sum())
-        v, how = rules.superiority(run_difference(ctx, "cpt-ve", "scratch-ve", task), lower_is_better=True)
+        v, how = rules.superiority(run_difference(ctx, "cpt-ve", scratch, task), lower_is_better=True)
         verdicts.append(v)
-        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve", "scratch-ve"))
-        ours.append(f"{lang} {a:.3f} vs {b:.3f}")
-        reasons.append(f"{lang} {v}: {how}; CPT lower at {lower}/{len(m)} checkpoints")
-    return [
-        Finding(claim, "paper", measure, "; ".join(ours), PAPER["scratch"], rules.all_of(verdicts), "; ".join(reasons))
-    ]
+        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve", scratch))
+        ours.append(f"{lang} {a:.3f} vs {b:.3f}{_seed_note(ctx, 'cpt-ve', task)}")
+        at = f"; CPT lower at {lower}/{len(m)} checkpoints of equal tokens" if len(m) else ""
+        reasons.append(f"{lang} {v}: {how}{at}")
+    return Finding(claim, "paper", measure, "; ".join(ours), PAPER["scratch"], rules.all_of(verdicts),
+                   "; ".join(reasons))  # fmt: skip
+
+
+def _seed_note(ctx: _Ctx, run: str, task: str) -> str:
+    """`` (seeds: 1.882, 1.890)`` when ``run`` has seed replicates with results, else nothing."""
+    vals = [final(ctx.df, r, task, BPB)[0] for r in seed_replicates(ctx.runs, run)]
+    vals = [v for v in vals if not math.isnan(v)]
+    return f" (seeds: {', '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else ""
+
+
+def _longer(ctx: _Ctx) -> list[Finding]:
+    """Does VE's lead shrink with more tokens? The gap VE − NVE at the end of the short runs vs at the end of their
+    continuations (the same runs trained on, on the data where they stopped): each gap is a paired difference over
+    the same documents; the two are combined as if independent (they share the documents, so this is conservative)."""
+    ve_l, nve_l = matrix.VE + matrix.LONG_SUFFIX, matrix.NVE + matrix.LONG_SUFFIX
+    claim = "VE's lead over NVE shrinks with more training"
+    measure = ("JA bits/byte gap cpt-ve − cpt-nve at the end of the runs vs at the end of their continuations "
+               "(cpt-ve-long, cpt-nve-long); superiority of a gap closer to 0")  # fmt: skip
+    if nm := _needs(ctx, claim, "paper", measure, PAPER["longer"], ("cpt-ve", "cpt-nve", ve_l, nve_l), ("bpb_ja",)):
+        return [nm]
+    g0 = difference(ctx, ("cpt-ve", None), ("cpt-nve", None), "bpb_ja")
+    g1 = difference(ctx, (ve_l, None), (nve_l, None), "bpb_ja")
+    e = Estimate(g1.d - g0.d, math.hypot(g0.h, g1.h), "the two gaps' paired intervals combined")
+    verdict_, how = rules.superiority(e, lower_is_better=g0.d > 0)
+    t0 = _last_tokens(ctx, "cpt-ve")
+    t1 = t0 + _last_tokens(ctx, ve_l)
+    (v0, _), (n0, _), (v1, _), (n1, _) = (final(ctx.df, r, "bpb_ja", BPB) for r in ("cpt-ve", "cpt-nve", ve_l, nve_l))
+    ours = (f"gap {g0.d:+.3f} at {t0 / 1e6:.1f}M tokens → {g1.d:+.3f} at {t1 / 1e6:.1f}M "
+            f"(VE {v0:.3f} → {v1:.3f}; NVE {n0:.3f} → {n1:.3f})")  # fmt: skip
+    return [Finding(claim, "paper", measure, ours, PAPER["longer"], verdict_, f"gap change {how}")]
+
+
+def _last_tokens(ctx: _Ctx, run: str) -> int:
+    sub = ctx.df[(ctx.df["run"] == run) & (ctx.df["task"] == "bpb_ja")]
+    return int(sub["tokens"].max())
+
+
+def _abilities(ctx: _Ctx) -> list[Finding]:
+    """Which Japanese ability gains most: the relative drop, base → cpt-ve, of the conditional bits per byte of the
+    FAQ answers given their question vs of the reference translations into Japanese given their source."""
+    claim = "Japanese question answering gains most from CPT"
+    measure = ("relative change of conditional bits/byte, base → cpt-ve: JA FAQ answers given the question vs JA "
+               "reference translations given the English source; superiority of the FAQ's drop")  # fmt: skip
+    tasks = ("faq_ja_ref", "translate_en_ja_ref", "translate_ja_en_ref", "faq_en_ref")
+    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["abilities"], tasks[0])
+    if nm:
+        return [nm]
+    rel = {}
+    for task in tasks:
+        b = _value(ctx.df, at, task, BPB)[0]
+        e = run_difference(ctx, "cpt-ve", at, task) if ctx.has_task("cpt-ve", task) else None
+        if e is not None and not math.isnan(b):
+            rel[task] = e.scaled(1 / b)
+    if not {"faq_ja_ref", "translate_en_ja_ref"} <= set(rel):
+        why = "needs faq_ja_ref and translate_en_ja_ref for the base and cpt-ve (eval.tasks: faq_ja, translate_en_ja)"
+        return [_not_measured(claim, "paper", measure, PAPER["abilities"], why)]
+    f, t = rel["faq_ja_ref"], rel["translate_en_ja_ref"]
+    e = Estimate(f.d - t.d, math.hypot(f.h, t.h), "the two tasks' intervals combined (different documents)")
+    verdict_, how = rules.superiority(e, lower_is_better=True)
+    names = {"faq_ja_ref": "FAQ ja", "translate_en_ja_ref": "en→ja", "translate_ja_en_ref": "ja→en",
+             "faq_en_ref": "FAQ en"}  # fmt: skip
+    ours = "; ".join(f"{names[k]} {v.d:+.0%}" for k, v in rel.items())
+    return [Finding(claim, "paper", measure.replace("base", _base_label(at), 1), ours, PAPER["abilities"], verdict_,
+                    f"FAQ − en→ja relative change {how}")]  # fmt: skip
 
 
 # --- beyond the paper -------------------------------------------------------------------------------------------
@@ -973,6 +1053,57 @@ def _continued_vs_naive(ctx: _Ctx) -> list[Finding]:
     ]
 
 
+def _chars_arm(ctx: _Ctx) -> list[Finding]:
+    """NVE's deficit is two things: characters the base lacks (byte fallback) and missing multi-character pieces.
+    cpt-nve+chars adds the expansion's single characters only: how much of the NVE → VE gain do they bring?"""
+    claim = "Characters alone do not explain expansion's gain: VE beats NVE + characters"
+    measure = ("JA bits/byte, cpt-ve vs cpt-nve+chars (the base + only the expansion's single characters; same data "
+               "and init method); superiority; the share of the NVE → VE gain the characters bring")  # fmt: skip
+    src = "beyond the paper"
+    if nm := _needs(ctx, claim, src, measure, PAPER["chars"], ("cpt-nve", matrix.CHARS, "cpt-ve"), ("bpb_ja",)):
+        return [nm]
+    (n, _), (c, _), (v, _) = (final(ctx.df, r, "bpb_ja", BPB) for r in ("cpt-nve", matrix.CHARS, "cpt-ve"))
+    verdict_, how = rules.superiority(run_difference(ctx, "cpt-ve", matrix.CHARS, "bpb_ja"), lower_is_better=True)
+    share = f": the characters bring {(n - c) / (n - v):.0%} of the gain" if n != v else ""
+    ours = f"NVE {n:.3f} → + characters {c:.3f} → VE {v:.3f}{share}"
+    return [Finding(claim, src, measure, ours, PAPER["chars"], verdict_, how)]
+
+
+def sweep_table(cfg: Config) -> pd.DataFrame:
+    """The vocabulary sweep, one row per tokenizer (cpt-nve, + characters, the prefixes, cpt-ve, the larger merge):
+    pieces added, Japanese characters per token and token-level lead ROUGE-2 (the study's ``variants.csv``), the
+    run's final JA bits per byte, and its training Japanese characters per second and per PFLOP (empty without
+    ``make study``)."""
+    path = matrix.study_dir(cfg.profile) / "variants.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    t = pd.read_csv(path)
+    run_of = {"base": matrix.NVE, "chars": matrix.CHARS, "v1": matrix.VE}
+    t["run"] = [run_of.get(v, f"{matrix.VE}-{v}") for v in t["tokenizer"]]
+    df = results(cfg.profile)
+    t["bpb_ja"] = [final(df, r, "bpb_ja", BPB)[0] for r in t["run"]]
+    eff = training_efficiency(cfg.profile, list(t["run"]))
+    if not eff.empty:
+        t = t.merge(eff[["run", "JA chars/s (median)", "JA chars per PFLOP"]], on="run", how="left")
+    return t.sort_values("added").reset_index(drop=True)
+
+
+def _vocab_sweep(ctx: _Ctx) -> list[Finding]:
+    """The paper's open question, at this scale: is one more doubling of the merged Japanese tokenizer still worth
+    it? cpt-ve-v2 vs cpt-ve, same data and init method; the whole sweep is shown."""
+    big = matrix.sweep_name(2.0)
+    claim = "A larger expansion still pays: 2× the Japanese tokenizer beats 1× on Japanese"
+    measure = (f"JA bits/byte, {big} vs cpt-ve (a Japanese tokenizer of twice the pieces merged; same data and init "
+               "method); superiority; the sweep: added pieces → JA bits/byte")  # fmt: skip
+    src = "beyond the paper"
+    if nm := _needs(ctx, claim, src, measure, PAPER["vocab"], ("cpt-ve", big), ("bpb_ja",)):
+        return [nm]
+    verdict_, how = rules.superiority(run_difference(ctx, big, "cpt-ve", "bpb_ja"), lower_is_better=True)
+    t = sweep_table(ctx.cfg)
+    ours = "; ".join(f"{int(r.added):,} → {r.bpb_ja:.3f}" for r in t.itertuples() if not math.isnan(r.bpb_ja))
+    return [Finding(claim, src, measure, ours or "see the sweep", PAPER["vocab"], verdict_, how)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Figures
 
@@ -1090,6 +1221,99 @@ def scratch_figure(profile: str, save: bool = True):
     return fig
 
 
+def sweep_figure(cfg: Config, save: bool = True):
+    """The vocabulary sweep (``make study``): JA bits per byte, JA characters per token, and the token-level ROUGE-2
+    of the same lead summaries, against the pieces added to the base (0: cpt-nve)."""
+    t = sweep_table(cfg)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    cols = (("bpb_ja", "JA bits per byte after CPT (lower is better)"),
+            ("ja_chars_per_token", "JA characters per token (held-out)"),
+            ("rouge2_tokens_lead", "token ROUGE-2 of the same lead summaries"))  # fmt: skip
+    for ax, (col, label) in zip(axes, cols, strict=True):
+        if not t.empty:
+            ax.plot(t["added"], t[col], marker="o", color="C0")
+            for r in t.itertuples():
+                ax.annotate(r.run.replace("cpt-", ""), (r.added, getattr(r, col)), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel("pieces added to the base tokenizer")
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("Vocabulary size sweep: same data, same init method, 0 = no expansion", fontsize=9)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, paths.figures_dir(cfg.profile) / "vocab_sweep.png")
+    return fig
+
+
+def longer_figure(profile: str, save: bool = True):
+    """cpt-ve and cpt-nve and their continuations (``make study``) on one axis of CPT tokens, and the gap."""
+    df = results(profile)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    gaps = {}
+    for k, run in enumerate((matrix.VE, matrix.NVE)):
+        parts = []
+        for r, offset in ((run, 0), (run + matrix.LONG_SUFFIX, None)):
+            c = curve(df, r, "bpb_ja")
+            if c.empty:
+                continue
+            if offset is None:  # a continuation: its tokens come after its parent's
+                offset = parts[-1]["tokens"].max() if parts else 0
+                c = c[c["tokens"] > 0]
+            parts.append(c.assign(tokens=c["tokens"] + offset))
+        if not parts:
+            continue
+        c = pd.concat(parts, ignore_index=True)
+        c = c[c["tokens"] > 0]
+        axes[0].errorbar(c["tokens"], c["value"], yerr=c["stderr"].fillna(0), marker="o", label=run, color=f"C{k}",
+                         capsize=2)  # fmt: skip
+        gaps[run] = c.set_index("tokens")["value"]
+    if len(gaps) == 2:
+        g = (gaps[matrix.VE] - gaps[matrix.NVE]).dropna()
+        axes[1].plot(g.index, g.to_numpy(), marker="o", color="C3")
+        axes[1].axhline(0, color="grey", lw=0.8)
+    for ax in axes:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:.1f}M"))
+        ax.set_xlabel("CPT tokens (continuations after their parent's)")
+    axes[0].set_ylabel("JA bits per byte (held-out)")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Longer CPT: VE and NVE continued")
+    axes[1].set_ylabel("VE − NVE, bits per byte")
+    axes[1].set_title("… and the gap (0: expansion makes no difference)")
+    fig.tight_layout()
+    if save:
+        save_figure(fig, paths.figures_dir(profile) / "longer_runs.png")
+    return fig
+
+
+ABILITIES = {"faq_ja_ref": "FAQ answer (ja)", "translate_en_ja_ref": "en→ja reference",
+             "translate_ja_en_ref": "ja→en reference", "faq_en_ref": "FAQ answer (en)"}  # fmt: skip
+
+
+def abilities_figure(profile: str, runs: tuple[str, ...] = ("cpt-ve", "cpt-nve", "cpt-ve-para"), save: bool = True):
+    """Conditional bits per byte of each ability (the answer given the question, the reference translation given
+    its source) at every milestone of each run, relative to its step-0 checkpoint (the base's weights)."""
+    df = results(profile)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.6), sharey=True)
+    for ax, run in zip(np.atleast_1d(axes), runs, strict=True):
+        for k, (task, label) in enumerate(ABILITIES.items()):
+            c = curve(df, run, task)
+            if c.empty or c["tokens"].min() > 0:
+                continue
+            rel = c["value"] / c.loc[c["tokens"].idxmin(), "value"] - 1
+            ax.plot(c["tokens"], rel, marker="o", label=label, color=f"C{k}")
+        _kfmt(ax)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(run, fontsize=9)
+        ax.set_xlabel("training tokens of the run")
+    np.atleast_1d(axes)[0].set_ylabel("conditional bits/byte vs step 0")
+    np.atleast_1d(axes)[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:+.0%}"))
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.suptitle("Which abilities gain most: each task's conditional bits per byte, relative to the start", fontsize=9)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, paths.figures_dir(profile) / "abilities.png")
+    return fig
+
+
 def training_efficiency_figure(profile: str, runs: list[str], save: bool = True):
     """Japanese characters learned per second and per PFLOP of training, per run (with and without expansion)."""
     t = training_efficiency(profile, runs)
@@ -1146,7 +1370,8 @@ def takeaways(table: pd.DataFrame) -> str:
 
 def readme_blocks(out: Path) -> dict[str, str]:
     """The README's generated sections, by marker name, from a finished analysis directory: ``findings`` (the table
-    and :func:`takeaways`) and ``training`` (tokens/s, Japanese characters/s and per PFLOP of each run)."""
+    and :func:`takeaways`), ``training`` (tokens/s, Japanese characters/s and per PFLOP of each run) and ``timings``
+    (:func:`stage_timings` of the profile the directory belongs to)."""
     table = pd.read_csv(out / "findings.csv")
     shown = table[["claim", "ours", "paper", "verdict", "reason"]].assign(verdict=lambda t: "**" + t["verdict"] + "**")
     blocks = {"findings": markdown_table(shown) + "\n" + takeaways(table)}
@@ -1158,7 +1383,32 @@ def readme_blocks(out: Path) -> dict[str, str]:
                 "JA chars per PFLOP": "{:,.0f}"}  # fmt: skip
         shown = t[["run", *cols]].assign(**{c: t[c].map(f.format) for c, f in cols.items()})
         blocks["training"] = markdown_table(shown)
+    t = stage_timings(out.parent.name)
+    if len(t):
+        totals = t.groupby("target", sort=False)["minutes"].sum()
+        shown = pd.concat([t, pd.DataFrame({"target": totals.index, "step": "**total**", "minutes": totals.values})])
+        shown = shown.assign(minutes=shown["minutes"].map("{:.1f}".format)).sort_values("target", kind="stable")
+        blocks["timings"] = markdown_table(shown)
     return blocks
+
+
+def stage_timings(profile: str) -> pd.DataFrame:
+    """Wall time of each stage of the last `make reproduce` (papermill's record in each executed notebook) and of
+    `make study`'s steps (its ``summary.json``), minutes; the environment is not a notebook and is not included."""
+    from swallowlib import report  # nbconvert: imported for the README and the report only
+
+    rows = [{"target": "make reproduce", "step": e.title, "minutes": e.duration_s / 60}
+            for e in report.notebook_entries(profile) if e.duration_s is not None]  # fmt: skip
+    summary = matrix.study_dir(profile) / "summary.json"
+    if summary.is_file():
+        timings = json.loads(summary.read_text(encoding="utf-8"))["timings_s"]
+        train = sum(v for k, v in timings.items() if k.startswith("train "))
+        rows += [{"target": "make study", "step": "variant tokenizers and start weights",
+                  "minutes": timings.get("variants", 0) / 60},
+                 {"target": "make study", "step": f"train {sum(k.startswith('train ') for k in timings)} runs",
+                  "minutes": train / 60},
+                 {"target": "make study", "step": "evaluate their checkpoints", "minutes": timings.get("eval", 0) / 60}]
+    return pd.DataFrame(rows, columns=["target", "step", "minutes"])
 
 
 def update_readme(readme: Path, out: Path) -> None:
@@ -1194,7 +1444,7 @@ def build_analysis(cfg: Config | str | Path, force: bool = False) -> Path:
     write_text_atomic(out / "headline.csv", headline_table(p, runs).to_csv())
     write_text_atomic(out / "training_efficiency.csv", training_efficiency(p, runs).to_csv(index=False))
     figs = (ve_nve_figure(p), matched_figure(p), parallel_figure(p), scratch_figure(p),
-            training_efficiency_figure(p, runs))  # fmt: skip
+            training_efficiency_figure(p, runs), abilities_figure(p), longer_figure(p), sweep_figure(cfg))  # fmt: skip
     for fig in figs:
         plt.close(fig)
     log.info("analysis: %d findings -> %s", len(table), out)

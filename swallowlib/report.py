@@ -152,6 +152,11 @@ def _entry(nb_path: Path, nb: nbformat.NotebookNode) -> NotebookEntry:
     return NotebookEntry(nb_path.stem, _title(nb, nb_path.stem), duration, status, detail, end)
 
 
+def notebook_entries(profile: str) -> list[NotebookEntry]:
+    """The executed notebooks of ``runs/<profile>/notebooks/``, in stage order, with papermill's durations."""
+    return [_entry(p, nbformat.read(p, as_version=4)) for p in sorted(paths.run_dir(profile).glob("notebooks/*.ipynb"))]
+
+
 def _shown(path: Path) -> str:
     """A path as the page shows it: relative to the repository when inside it, so reports do not name a home dir."""
     try:

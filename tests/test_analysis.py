@@ -32,6 +32,12 @@ CURVES = {
     ("cpt-ve", "bpb_ja_ood"): [3.5, 3.3, 3.2, 3.1],
     ("cpt-ve", "translate_en_ja_ref"): [2.05] * 4, ("cpt-ve-para", "translate_en_ja_ref"): [1.95] * 4,
     ("cpt-ve", "translate_ja_en_ref"): [2.80] * 4, ("cpt-ve-para", "translate_ja_en_ref"): [2.70] * 4,
+    # the extended study (make study): base + characters only, twice the Japanese tokenizer, the continuations (4x
+    # tokens), scratch at the base's + CPT's tokens; conditional bits per byte of the FAQ answers
+    ("cpt-nve+chars", "bpb_ja"): [3.0, 2.5, 2.3, 2.2], ("cpt-ve-v2", "bpb_ja"): [2.1, 1.95, 1.85, 1.80],
+    ("cpt-ve-long", "bpb_ja"): [1.8, 1.75, 1.7, 1.68], ("cpt-nve-long", "bpb_ja"): [2.4, 2.1, 1.9, 1.8],
+    ("scratch-ve-total", "bpb_ja"): [2.3, 2.1, 2.0, 1.95], ("scratch-ve-total", "bpb_en"): [3.0, 2.8, 2.6, 2.5],
+    ("base", "faq_ja_ref"): [8.0] * 4, ("base", "translate_en_ja_ref"): [6.0] * 4, ("cpt-ve", "faq_ja_ref"): [1.0] * 4,
 }  # fmt: skip
 
 #: The changes that flip each row (claim -> (inputs changed, verdict after)).
@@ -52,6 +58,18 @@ FLIPS = {
         {("cpt-ve", "bpb_ja"): [3.5, 2.0, 1.9, 1.87]}, FAILS),
     # VE at 300k tokens (12 TFLOP) lies between NVE's 300k and 400k checkpoints (10.2, 13.6 TFLOP)
     "At equal training FLOPs, Japanese VE no worse than NVE": ({("cpt-ve", "bpb_ja"): [2.15, 2.0, 3.2, 1.87]}, FAILS),
+    "CPT beats training from scratch at equal total tokens (base + CPT)": (
+        {("scratch-ve-total", "bpb_en"): [2.0] * 4}, FAILS),
+    "Characters alone do not explain expansion's gain: VE beats NVE + characters": (
+        {("cpt-nve+chars", "bpb_ja"): [3.0, 2.5, 2.3, 1.80]}, FAILS),
+    "A larger expansion still pays: 2× the Japanese tokenizer beats 1× on Japanese": (
+        {("cpt-ve-v2", "bpb_ja"): [2.1, 1.95, 1.85, 1.95]}, FAILS),
+}  # fmt: skip
+
+#: Rows that combine two paired differences (two gaps, two tasks): the same flips, a combined interval.
+FLIPS_COMBINED = {
+    "VE's lead over NVE shrinks with more training": ({("cpt-nve-long", "bpb_ja"): [2.4, 2.6, 2.8, 2.95]}, FAILS),
+    "Japanese question answering gains most from CPT": ({("cpt-ve", "faq_ja_ref"): [4.0] * 4}, FAILS),
 }  # fmt: skip
 
 
@@ -191,12 +209,12 @@ def test_baseline_verdicts_and_paired_path(profile):
         assert "paired bootstrap" in t.loc[claim, "reason"], claim
     assert "non-inferiority" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
     assert "VE is in fact better" in t.loc["Expansion costs little: Japanese VE no worse than NVE", "reason"]
-    assert len(t) == 22 and t.index.is_unique
+    assert len(t) == 27 and t.index.is_unique
 
 
-@pytest.mark.parametrize("claim", list(FLIPS))
+@pytest.mark.parametrize("claim", [*FLIPS, *FLIPS_COMBINED])
 def test_every_bpb_row_flips_with_its_inputs(profile, claim):
-    over, after = FLIPS[claim]
+    over, after = {**FLIPS, **FLIPS_COMBINED}[claim]
     assert _verdicts(profile)[claim] == HOLDS
     _write_results(over)
     assert _verdicts(profile)[claim] == after
@@ -254,7 +272,7 @@ def test_missing_inputs_are_rows_that_say_why(profile):
 
     cfg = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, runs=["base", "cpt-ve", "cpt-nve"]))
     t = _table(cfg)
-    assert len(t) == 22  # nothing vanishes
+    assert len(t) == 27  # nothing vanishes
     row = t.loc["Parallel text improves translation"]
     assert row["verdict"] == NOT_MEASURED and "cpt-ve-para" in row["reason"]
     assert t.loc["CPT beats training from scratch at equal tokens", "verdict"] == NOT_MEASURED
@@ -340,7 +358,7 @@ def test_confound_probe_same_text_coarser_units_lower_rouge(tmp_path, monkeypatc
     p = eval_report.confound_probe("p").set_index(["lang", "unit"])["rouge2"]
     assert p["ja", "expanded tokens"] < p["ja", "base tokens"]
     assert p["en", "expanded tokens"] == p["en", "base tokens"]
-    assert eval_report._lead(items["ja"][0]["description"], "ja") == "二つのロケータから距離と方位角を計算します。"
+    assert eval_report.lead_sentence(items["ja"][0]["description"], "ja") == "二つのロケータから距離と方位角を計算します。"
 
 
 def test_paired_bootstrap_known_answer_and_tighter_than_independent(tmp_path, monkeypatch):
