@@ -1378,7 +1378,7 @@ def readme_blocks(out: Path) -> dict[str, str]:
     eff = out / "training_efficiency.csv"
     if eff.is_file():
         t = pd.read_csv(eff)
-        t = t[t["JA chars/s (median)"] > 0]  # the English-only base trains on no Japanese
+        t = t[t["JA chars/s (median)"] > 0]  # a run whose mix has no Japanese
         cols = {"tokens/s (median)": "{:,.0f}", "JA chars/s (median)": "{:,.0f}", "FLOPs/token (M)": "{:.1f}",
                 "JA chars per PFLOP": "{:,.0f}"}  # fmt: skip
         shown = t[["run", *cols]].assign(**{c: t[c].map(f.format) for c, f in cols.items()})
