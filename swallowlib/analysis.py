@@ -1306,7 +1306,9 @@ def abilities_figure(profile: str, runs: tuple[str, ...] = ("cpt-ve", "cpt-nve",
         ax.set_xlabel("training tokens of the run")
     np.atleast_1d(axes)[0].set_ylabel("conditional bits/byte vs step 0")
     np.atleast_1d(axes)[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:+.0%}"))
-    np.atleast_1d(axes)[0].legend(fontsize=7)
+    first = np.atleast_1d(axes)[0]
+    if first.get_legend_handles_labels()[0]:
+        first.legend(fontsize=7)
     fig.suptitle("Which abilities gain most: each task's conditional bits per byte, relative to the start", fontsize=9)
     fig.tight_layout()
     if save:

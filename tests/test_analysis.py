@@ -358,7 +358,8 @@ def test_confound_probe_same_text_coarser_units_lower_rouge(tmp_path, monkeypatc
     p = eval_report.confound_probe("p").set_index(["lang", "unit"])["rouge2"]
     assert p["ja", "expanded tokens"] < p["ja", "base tokens"]
     assert p["en", "expanded tokens"] == p["en", "base tokens"]
-    assert eval_report.lead_sentence(items["ja"][0]["description"], "ja") == "二つのロケータから距離と方位角を計算します。"
+    lead = eval_report.lead_sentence(items["ja"][0]["description"], "ja")
+    assert lead == "二つのロケータから距離と方位角を計算します。"
 
 
 def test_paired_bootstrap_known_answer_and_tighter_than_independent(tmp_path, monkeypatch):
@@ -404,6 +405,44 @@ def test_readme_block_is_generated_between_markers_and_idempotent(profile, tmp_p
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         analysis.update_readme(readme, out)
+
+
+def test_time_budget_block_comes_from_the_executed_notebooks_and_the_study(profile, tmp_path):
+    """Each stage's minutes are papermill's record in its executed notebook; the study's come from its summary."""
+    import nbformat
+
+    nbs = paths.run_dir("tiny") / "notebooks"
+    nbs.mkdir(parents=True)
+    for name, seconds in (("01_corpus", 150.0), ("02_tokenizer", 90.0)):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name} title")])
+        nb.metadata["papermill"] = {"duration": seconds, "end_time": "2026-12-03T10:00:00", "exception": None}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    study = paths.run_dir("tiny") / "study"
+    study.mkdir(parents=True)
+    (study / "summary.json").write_text(json.dumps({"timings_s": {"variants": 30, "train a": 600, "train b": 300,
+                                                                  "eval": 90}}))  # fmt: skip
+    out = analysis.build_analysis(profile)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- findings:begin -->\n<!-- findings:end -->\n<!-- timings:begin -->\n<!-- timings:end -->\n")
+    analysis.update_readme(readme, out)
+    text = readme.read_text()
+    assert "| make reproduce | 01_corpus title | 2.5 |" in text and "| make reproduce | **total** | 4.0 |" in text
+    assert "| make study | train 2 runs | 15.0 |" in text and "| make study | **total** | 17.0 |" in text
+
+
+def test_sweep_table_joins_the_variants_with_their_runs(profile):
+    """The sweep's rows: the study's tokenizer table, each with its run's final JA bits per byte."""
+    study = paths.run_dir("tiny") / "study"
+    study.mkdir(parents=True)
+    pd.DataFrame({"tokenizer": ["v1", "base", "chars", "v2"], "vocab": [11000, 8000, 9000, 13000],
+                  "added": [2989, 0, 1200, 5000], "multi_char": [1800, 0, 0, 3600], "characters": [1189, 0, 1200, 1400],
+                  "ja_chars_per_token": [1.5, 1.0, 1.2, 1.7], "rouge2_tokens_lead": [0.19, 0.24, 0.22, 0.17]},
+                 ).to_csv(study / "variants.csv", index=False)  # fmt: skip
+    t = analysis.sweep_table(profile)
+    assert list(t["run"]) == ["cpt-nve", "cpt-nve+chars", "cpt-ve", "cpt-ve-v2"]  # by pieces added
+    assert list(t["bpb_ja"].round(2)) == [2.9, 2.2, 1.87, 1.8]  # CURVES' last checkpoints
+    row = _table(profile).loc["A larger expansion still pays: 2× the Japanese tokenizer beats 1× on Japanese"]
+    assert row["ours"].startswith("0 → 2.900; 1,200 → 2.200; 2,989 → 1.870; 5,000 → 1.800")
 
 
 def test_without_a_base_run_the_base_is_cpt_nve_at_step_0(profile):
