@@ -4,7 +4,7 @@
 
 The default matrix answers the paper's questions at one seed, one vocabulary size and one short run. The profile's
 ``study`` section adds the runs that answer the threats to those answers (:mod:`swallowlib.matrix` names them):
-a second seed of the main comparisons, the NVE-with-characters arm, a vocabulary-size sweep, the main runs continued
+more seeds of the main comparisons, the NVE-with-characters arm, a vocabulary-size sweep, the main runs continued
 to several times their tokens, and the scratch run at the CPT model's total tokens. It reuses the profile's corpus,
 tokenizers, base model and runs, and adds its rows to the same findings table (stage 06 reads whatever results exist).
 
