@@ -43,7 +43,7 @@ from swallowlib.corpus import shards
 from swallowlib.embedding_init import methods
 from swallowlib.eval import harness
 from swallowlib.eval.metrics import rouge2_f
-from swallowlib.eval.report import lead_sentence
+from swallowlib.eval.report import lead_pairs
 from swallowlib.provenance import (
     fingerprint,
     recorded_fingerprint,
@@ -168,15 +168,6 @@ def _build_init(cfg: Config, variant: str, tok_root: Path, into: Path) -> dict:
     return info
 
 
-def _synopsis_pairs(profile: str) -> list[tuple[str, str]]:
-    """(lead sentence of the description, reference synopsis) of the Japanese synopsis test set (stage 05's task)."""
-    path = paths.eval_dir(profile) / "tasks" / "synopsis_ja.test.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no synopsis task — run `make eval PROFILE={profile}` first")
-    items = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    return [(lead_sentence(d["description"], "ja"), d["target"]) for d in items]
-
-
 def variant_table(cfg: Config, models: dict[str, Path]) -> pd.DataFrame:
     """Per tokenizer: size, pieces added to the base (multi-character and single characters; padding not counted),
     Japanese characters per token on the held-out manuals, and the
@@ -184,7 +175,7 @@ def variant_table(cfg: Config, models: dict[str, Path]) -> pd.DataFrame:
     tc = cfg.tokenizer
     docs = shards.sample_texts(paths.corpus_split_files(cfg.profile, "ja", "test"), tc.eval_max_docs, tc.seed)
     chars = sum(len(d) for d in docs)
-    pairs = _synopsis_pairs(cfg.profile)
+    pairs = lead_pairs(cfg.profile, "ja")
     base_size = spm.SentencePieceProcessor(model_file=str(models["base"])).get_piece_size()
     rows = []
     for name, model in models.items():

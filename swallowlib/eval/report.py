@@ -123,6 +123,15 @@ def lead_sentence(description: str, lang: str) -> str:
     return parts[0].strip()
 
 
+def lead_pairs(profile: str, lang: str) -> list[tuple[str, str]]:
+    """(lead sentence of the description, reference synopsis) of each item of stage 05's synopsis test set."""
+    path = paths.eval_dir(profile) / "tasks" / f"synopsis_{lang}.test.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no synopsis task — run `make eval PROFILE={profile}` first")
+    items = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [(lead_sentence(d["description"], lang), d["target"]) for d in items]
+
+
 def confound_probe(profile: str, tokenizers: tuple[str, ...] = ("base", "expanded", "llama2", "llama2+ja16k"),
                    ) -> pd.DataFrame:  # fmt: skip
     """The XL-Sum confound without a model: ROUGE-2 of the *same* summaries on MeCab words vs each tokenizer's tokens.
@@ -137,11 +146,7 @@ def confound_probe(profile: str, tokenizers: tuple[str, ...] = ("base", "expande
     enc = {k: v for k, v in encoders(profile).items() if k in tokenizers}
     rows = []
     for lang in ("ja", "en"):
-        path = paths.eval_dir(profile) / "tasks" / f"synopsis_{lang}.test.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no synopsis task — run `make eval PROFILE={profile}` first")
-        items = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        pairs = [(lead_sentence(d["description"], lang), d["target"]) for d in items]
+        pairs = lead_pairs(profile, lang)
         units = {"MeCab words" if lang == "ja" else "words": lambda s, lang=lang: words(s, lang)}
         units |= {f"{name} tokens": (lambda s, e=e: e([s])[0]) for name, e in enc.items()}
         for unit, fn in units.items():
