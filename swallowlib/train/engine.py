@@ -1,11 +1,11 @@
 """The training loop of stage 04: the same code on one CPU process, DDP or FSDP2 over gloo on CPU, one GPU, multi-GPU
 and multi-node (the launcher starts the processes; ``train.fsdp`` picks FSDP over DDP: :mod:`~.parallel`).
 
-:func:`train` runs a :class:`Job` (a fully resolved run: model source, data, schedule, checkpoints) and resumes it
-exactly: model, optimizer, scheduler and RNG states come from the newest good checkpoint, and the data is a pure
-function of the step (:mod:`swallowlib.train.data`), so a run killed at any moment and started again ends with the
-weights an uninterrupted run has (bitwise on CPU). ``swallowlib.train.job`` builds a Job from the profile config;
-``swallowlib.train.gpu_check`` builds one on synthetic tokens.
+:func:`train` runs a :class:`~swallowlib.train.job.Job` (a fully resolved run: model source, data, schedule,
+checkpoints) and resumes it exactly: model, optimizer, scheduler and RNG states come from the newest good checkpoint,
+and the data is a pure function of the step (:mod:`swallowlib.train.data`), so a run killed at any moment and started
+again ends with the weights an uninterrupted run has (bitwise on CPU). ``swallowlib.train.job`` builds a Job from the
+profile config; ``swallowlib.train.gpu_check`` builds one on synthetic tokens.
 
 Per step: ``batch_size / (micro_batch_size × processes)`` micro-batches (gradient sync only on the last), the loss
 from the logits with one ``cross_entropy`` (compiled with the forward by ``torch.compile`` when ``compile`` is on),
@@ -26,76 +26,31 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from swallowlib.config import OptimizerConfig, PeftConfig, steps_for_tokens
-from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic
+from swallowlib.config import steps_for_tokens
+from swallowlib.provenance import peak_rss_mb, publish_dir, write_json_atomic, write_text_atomic
 from swallowlib.train import checkpoint, memory, mfu, parallel
 from swallowlib.train import model as modeling
-from swallowlib.train.data import Mixture, step_indices
+from swallowlib.train.data import step_indices
+from swallowlib.train.job import Job, TrainError, resolve_precision
 from swallowlib.train.optim import build_optimizer, build_scheduler, scheduler_state
 
 log = logging.getLogger(__name__)
 
 
-class TrainError(RuntimeError):
-    """A run cannot start or continue; the message (one line) says what is wrong and what to do."""
-
-
-@dataclass
-class Job:
-    """One fully resolved training run."""
-
-    name: str
-    out_dir: Path
-    data: Mixture
-    tokens: int  # token budget
-    seq_len: int
-    micro_batch_size: int
-    batch_size: int  # global: sequences per optimizer step, all processes together
-    optimizer: OptimizerConfig
-    model_init: str  # "scratch" or an HF directory / Hub id
-    model_config: Any = None  # an HF config (scratch runs)
-    tokenizer_size: int = 0  # the model needs at least this many embedding rows
-    tokenizer_dir: Path | None = None  # copied into every saved HF directory
-    new_rows_from: int | None = None  # first new-vocabulary id (PEFT trains rows >= this)
-    precision: str = "fp32"  # fp32 | bf16
-    compile: bool = False
-    peft: PeftConfig | None = None
-    embedding_warmup_steps: int = 0
-    checkpoint_fractions: list[float] = field(default_factory=lambda: [1.0])
-    save_every_steps: int = 100
-    keep_last: int = 2
-    log_every_steps: int = 10
-    seed: int = 0
-    eval_data: dict[str, np.ndarray] = field(default_factory=dict)
-    ja_chars_per_token: float | None = None
-    local_files_only: bool = True
-    identity: dict = field(default_factory=dict)  # extra fingerprint fields: data, tokenizer, init weights
-    provenance: dict = field(default_factory=dict)  # resolved config, versions, git SHA (saved with the run)
-    progress: bool = True  # tqdm bar on the main process
-    fsdp: bool = False  # FSDP2 full shard (swallowlib.train.parallel); DDP otherwise when on several processes
-    activation_checkpointing: bool = False
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> fp32 on CPU, bf16 on a CUDA GPU (docs/study.md: bf16 as the paper; fp32 where bf16 is slow)."""
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() else "fp32"
-    if precision == "bf16" and not torch.cuda.is_available():
-        log.warning("bf16 requested without a GPU: CPU autocast to bf16 is slow on most CPUs")
-    return precision
-
-
 def make_accelerator(precision: str, *, cpu: bool | None = None):
     """The Accelerator for this process (``cpu=True`` without CUDA, so torchrun's processes use gloo; ``cpu=True``
     on a CUDA machine keeps this process on the CPU)."""
+    # Deferred: accelerate is slow to import, and the plan imports this module only for total_steps_of.
     from accelerate import Accelerator
 
     return Accelerator(
@@ -110,8 +65,6 @@ def make_accelerator(precision: str, *, cpu: bool | None = None):
 
 def identity_fields(job: Job, world_size: int) -> dict:
     """Everything that changes the trajectory of a run (a checkpoint is reused only when all of it matches)."""
-    from dataclasses import asdict
-
     return {
         "model_init": job.model_init,
         "model_config": modeling.config_dict(job.model_config) if job.model_config is not None else None,
@@ -205,8 +158,6 @@ class Metrics:
                     continue
                 if row.get("step", 0) <= resume_step:
                     kept.append(line)
-        from swallowlib.provenance import write_text_atomic
-
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
         try:
@@ -279,6 +230,7 @@ def _publish_copy(src: Path, dst: Path) -> None:
 
 
 def summary_of(out_dir: Path) -> dict | None:
+    """The summary of a finished run (``final/trainer_state.json``), None while it is not finished."""
     try:
         return json.loads((Path(out_dir) / "final" / "trainer_state.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -294,6 +246,7 @@ class Trainer:
     def __init__(self, job: Job, acc, total_steps: int):
         self.job, self.acc, self.total_steps = job, acc, total_steps
         self.world, self.rank = acc.num_processes, acc.process_index
+        self.tokens_per_step = job.batch_size * job.seq_len
         self.grad_accum = grad_accum_of(job, self.world)
         device_type = acc.device.type
         if device_type == "cuda":
@@ -317,7 +270,7 @@ class Trainer:
             model = modeling.wrap_peft(model, job.peft, job.new_rows_from)
         self.counts = modeling.count_params(model)
         self.flops_per_token = modeling.flops_per_token(self.base_config, job.seq_len)
-        from accelerate.utils import set_seed
+        from accelerate.utils import set_seed  # deferred: as in make_accelerator
 
         set_seed(job.seed)
         self.parallel = parallel.make(
@@ -419,6 +372,15 @@ def grad_accum_of(job: Job, world_size: int) -> int:
     return job.batch_size // per_step
 
 
+
+def milestone_steps(fractions: list[float], total_steps: int) -> dict[int, float]:
+    """``{step: fraction}`` of a run's milestones (rounded, at least step 1; the first fraction of a step wins)."""
+    out: dict[int, float] = {}
+    for f in fractions:
+        out.setdefault(max(1, round(f * total_steps)), f)
+    return out
+
+
 def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_if_changed: bool = False) -> dict:
     """Run (or resume, or skip when finished) one job; returns a summary dict (also saved in ``final/``).
 
@@ -427,23 +389,48 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
     directory that belongs to a different run identity (new config, start weights or tokenizer) instead of refusing
     it - what a pipeline wants after an upstream stage was rebuilt; a killed run of the *same* identity still resumes.
     """
-    from tqdm.auto import tqdm
-
     acc = accelerator or make_accelerator(job.precision)
-    world, is_main = acc.num_processes, acc.is_main_process
-    device_type = acc.device.type
-    tokens_per_step = job.batch_size * job.seq_len
     total_steps = total_steps_of(job)
-    milestones: dict[int, float] = {}
-    for f in job.checkpoint_fractions:
-        milestones.setdefault(max(1, round(f * total_steps)), f)
-    out = Path(job.out_dir)
-    ckpt_root = out / "checkpoints"
-
-    fields = identity_fields(job, world)
+    fields = identity_fields(job, acc.num_processes)
     fp = _hash(fields)
+    finished, ckpt = _open_run_dir(job, acc, fields, fp, restart_if_changed)
+    if finished is not None:
+        log.info("%s: already complete (%s); nothing to do", job.name, Path(job.out_dir) / "final")
+        return {**finished, "skipped": True}
+
+    tr = Trainer(job, acc, total_steps)
+    start, elapsed_before = _resume(tr, ckpt)
+    # Measured here, in this process, right before the steps (CPU; a datasheet value on CUDA): swallowlib.train.mfu.
+    peak = mfu.peak(acc.device.type, tr.base_config, job.micro_batch_size * job.seq_len)
+    milestones = milestone_steps(job.checkpoint_fractions, total_steps)
+    if acc.is_main_process:
+        _write_provenance(tr, peak, milestones, start, fp)
+    steps = StepLog(tr, peak, start, elapsed_before)
+    stop = total_steps if max_steps is None else min(total_steps, start + max(0, max_steps))
+    for step in range(start, stop):
+        loss_sum, grad_norm, lr = tr.step(step)
+        steps.add(loss_sum)
+        done = step + 1
+        if done % job.log_every_steps == 0 or done == total_steps or done in milestones:
+            steps.log(done, lr, grad_norm)
+        with steps.saving():
+            if done in milestones:
+                _save_milestone(tr, done, milestones[done], steps.metrics)
+            if done % job.save_every_steps == 0 or done == total_steps:
+                _save_checkpoint(tr, done, fp, steps.elapsed())
+    summary = steps.finish()
+    if summary["completed"]:
+        _save_final(tr, summary)
+    steps.close()
+    return summary
+
+
+def _open_run_dir(job: Job, acc, fields: dict, fp: str, restart_if_changed: bool):
+    """Start or resume: ``(summary, None)`` for a finished run, else ``(None, the checkpoint to resume from or None)``
+    once the run directory is known to hold this run (else :class:`TrainError`) and ``run.json`` names it."""
+    out = Path(job.out_dir)
     if restart_if_changed:
-        if is_main:
+        if acc.is_main_process:
             try:
                 check_run_dir(out, fields)
             except TrainError as e:
@@ -451,161 +438,201 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
                 shutil.rmtree(out)
         acc.wait_for_everyone()
     check_run_dir(out, fields)  # every process checks (an error on one only would leave the others waiting)
-    done_before = summary_of(out)
-    if done_before is not None:
-        log.info("%s: already complete (%s); nothing to do", job.name, out / "final")
-        return {**done_before, "skipped": True}
-    ckpt = checkpoint.latest(ckpt_root, fp)
+    finished = summary_of(out)
+    if finished is not None:
+        return finished, None
+    ckpt = checkpoint.latest(out / "checkpoints", fp)
     acc.wait_for_everyone()
-    if is_main:
+    if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "run.json", {"fingerprint": fp, "fields": fields})
-    start = ckpt.step if ckpt else 0
+    return None, ckpt
 
-    tr = Trainer(job, acc, total_steps)
-    elapsed_before = 0.0
-    if ckpt is not None:
-        log.info("%s: resuming from %s (step %d of %d)", job.name, ckpt.path.name, ckpt.step, total_steps)
-        tr.load(ckpt)
-        elapsed_before = float(ckpt.state.get("elapsed_s", 0.0))
 
-    # Measured here, in this process, right before the steps (CPU; a datasheet value on CUDA): swallowlib.train.mfu.
-    peak = mfu.peak(device_type, tr.base_config, job.micro_batch_size * job.seq_len)
-    share = job.data.share()
-    ja_share = share.get("ja", 0.0)
-    if is_main:
-        prov = {
-            **job.provenance,
-            "run": job.name,
-            "world_size": world,
-            "device": str(acc.device),
-            "distributed_type": str(acc.distributed_type),
-            "parallel": tr.parallel.name,
-            "weights_from_rank0": getattr(tr.parallel, "from_rank0", False),
-            "activation_checkpointing": job.activation_checkpointing,
-            "total_steps": total_steps,
-            "tokens_per_step": tokens_per_step,
-            "milestone_steps": {str(s): f for s, f in milestones.items()},
-            "params": tr.counts,
-            "flops_per_token": tr.flops_per_token,
-            "peak_flops_per_device": peak,
-            "mix_share": share,
-            "resumed_from_step": start,
-            "fingerprint": fp,
-        }
-        write_json_atomic(out / "provenance.json", prov)
-        log.info(
-            "%s: %d steps x %d tokens (%s params, %s trainable), %d process(es) on %s, %s",
-            job.name, total_steps, tokens_per_step, f"{tr.counts['total']:,}", f"{tr.counts['trainable']:,}",
-            world, acc.device, job.precision,
-        )  # fmt: skip
-        log.info("%s: MFU against the %s", job.name, mfu.describe(peak))
-    metrics = Metrics(out, is_main, start)
+def _resume(tr: Trainer, ckpt: checkpoint.Checkpoint | None) -> tuple[int, float]:
+    """``(first step, seconds trained before)``: the checkpoint's state loaded into the trainer, or a fresh start."""
+    if ckpt is None:
+        return 0, 0.0
+    log.info("%s: resuming from %s (step %d of %d)", tr.job.name, ckpt.path.name, ckpt.step, tr.total_steps)
+    tr.load(ckpt)
+    return ckpt.step, float(ckpt.state.get("elapsed_s", 0.0))
 
-    pbar = tqdm(total=total_steps, initial=start, desc=job.name, unit="step", disable=not (is_main and job.progress))
-    t_run = t_log = time.perf_counter()
-    io_s = 0.0  # time spent saving since the last log row (not counted in tokens/s)
-    loss_acc = torch.zeros((), device=acc.device)
-    n_acc = steps_since_log = steps_run = 0
-    last: dict = {}
-    if device_type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for step in range(start, total_steps):
-        if max_steps is not None and steps_run >= max_steps:
-            break
-        loss_sum, grad_norm, lr = tr.step(step)
-        loss_acc += loss_sum
-        n_acc += tr.grad_accum
-        done = step + 1
-        steps_run += 1
-        steps_since_log += 1
-        pbar.update(1)
 
-        if done % job.log_every_steps == 0 or done == total_steps or done in milestones:
-            mean_loss = float(acc.reduce(loss_acc / max(1, n_acc), reduction="mean"))
-            now = time.perf_counter()
-            tps = steps_since_log * tokens_per_step / max(1e-9, now - t_log - io_s)
-            achieved = tps * tr.flops_per_token / world  # model FLOP/s per device
-            row = {
-                "step": done,
-                "tokens": done * tokens_per_step,
-                "loss": mean_loss,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "tokens_per_s": tps,
-                "ja_chars_per_s": tps * ja_share * (job.ja_chars_per_token or 0.0),
-                "mfu": mfu.utilisation(achieved, peak["flops"]),  # at most 1; None above the peak (mfu_note)
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-                "elapsed_s": elapsed_before + now - t_run,
-                "phase": "embedding-warmup" if step < job.embedding_warmup_steps else "full",
-            }
-            if row["mfu"] is None:
-                row["mfu_note"] = mfu.format_mfu(None, achieved, peak)
-            if device_type == "cuda":
-                row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            metrics.write(row)
-            pbar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tps:,.0f}")
-            # No bar (a notebook streaming a subprocess): a line per log row, at most ~25 per run however often
-            # the metrics are logged (every row still goes to metrics.jsonl).
-            every = max(1, total_steps // 25)
-            if is_main and not job.progress and (done % every == 0 or done == total_steps):
-                log.info(
-                    "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %s",
-                    job.name, done, total_steps, mean_loss, lr, f"{tps:,.0f}",
-                    mfu.OVER_PEAK if row["mfu"] is None else f"{row['mfu']:.1%}",
-                )  # fmt: skip
-            last = row
-            loss_acc.zero_()
-            n_acc = steps_since_log = 0
-            t_log, io_s = now, 0.0
-
-        t_io = time.perf_counter()
-        if done in milestones:
-            ev = evaluate(tr.model, job.eval_data, acc.device, tr.parallel, job.micro_batch_size)
-            extra = {"run": job.name, "step": done, "tokens": done * tokens_per_step, "fraction": milestones[done]}
-            tr.save_hf(out / "milestones" / checkpoint.step_name(done), {**extra, **ev})
-            metrics.write({"event": "milestone", **extra, **ev})
-        if done % job.save_every_steps == 0 or done == total_steps:
-            checkpoint.save(
-                ckpt_root,
-                step=done,
-                tokens=done * tokens_per_step,
-                model=tr.model,
-                optimizer=tr.inner_opt,
-                scheduler_sd=scheduler_state(tr.scheduler),
-                fingerprint=fp,
-                keep_last=job.keep_last,
-                extra={"elapsed_s": elapsed_before + time.perf_counter() - t_run},
-            )
-        io_s += time.perf_counter() - t_io
-    pbar.close()
-    wall = time.perf_counter() - t_run
-    end = start + steps_run
-    summary = {
+def _write_provenance(tr: Trainer, peak: dict, milestones: dict[int, float], start: int, fp: str) -> None:
+    """``provenance.json`` and the run's opening log lines: how this launch trains (processes, device, parallelism,
+    sizes, the MFU peak), beside what the job resolved (main process only)."""
+    job, acc = tr.job, tr.acc
+    prov = {
+        **job.provenance,
         "run": job.name,
-        "start_step": start,
-        "end_step": end,
-        "total_steps": total_steps,
-        "tokens": end * tokens_per_step,
-        "final_loss": last.get("loss"),
-        "wall_s": wall,
-        "tokens_per_s": steps_run * tokens_per_step / max(1e-9, wall),
-        "elapsed_s": elapsed_before + wall,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "completed": end == total_steps,
+        "world_size": tr.world,
+        "device": str(acc.device),
+        "distributed_type": str(acc.distributed_type),
+        "parallel": tr.parallel.name,
+        "weights_from_rank0": getattr(tr.parallel, "from_rank0", False),
+        "activation_checkpointing": job.activation_checkpointing,
+        "total_steps": tr.total_steps,
+        "tokens_per_step": tr.tokens_per_step,
+        "milestone_steps": {str(s): f for s, f in milestones.items()},
+        "params": tr.counts,
+        "flops_per_token": tr.flops_per_token,
+        "peak_flops_per_device": peak,
+        "mix_share": job.data.share(),
+        "resumed_from_step": start,
+        "fingerprint": fp,
     }
-    if end == total_steps:
-        final_milestone = out / "milestones" / checkpoint.step_name(total_steps)
-        if not final_milestone.is_dir():  # resumed after the last step, or 1.0 not among the fractions
-            tr.save_hf(
-                final_milestone, {"run": job.name, "step": total_steps, "tokens": summary["tokens"], "fraction": 1.0}
-            )
-        if is_main:
-            state = json.loads((final_milestone / "trainer_state.json").read_text())
-            _publish_copy(final_milestone, out / "final")
-            # A fresh file, not the hard link: the milestone keeps its own trainer_state.json.
-            (out / "final" / "trainer_state.json").unlink()
-            write_json_atomic(out / "final" / "trainer_state.json", {**state, **summary})
-        acc.wait_for_everyone()
-    metrics.close()
-    return summary
+    write_json_atomic(Path(job.out_dir) / "provenance.json", prov)
+    log.info(
+        "%s: %d steps x %d tokens (%s params, %s trainable), %d process(es) on %s, %s",
+        job.name, tr.total_steps, tr.tokens_per_step, f"{tr.counts['total']:,}", f"{tr.counts['trainable']:,}",
+        tr.world, acc.device, job.precision,
+    )  # fmt: skip
+    log.info("%s: MFU against the %s", job.name, mfu.describe(peak))
+
+
+class StepLog:
+    """The per-step log of one invocation of :func:`train`: the losses and times since the last row, the rows of
+    ``metrics.jsonl`` / TensorBoard, the progress bar (or a log line now and then without one) and the summary."""
+
+    def __init__(self, tr: Trainer, peak: dict, start: int, elapsed_before: float):
+        self.tr, self.job, self.peak = tr, tr.job, peak
+        self.start, self.elapsed_before = start, elapsed_before
+        self.is_main = tr.acc.is_main_process
+        self.ja_share = self.job.data.share().get("ja", 0.0)
+        self.metrics = Metrics(Path(self.job.out_dir), self.is_main, start)
+        self.pbar = tqdm(total=tr.total_steps, initial=start, desc=self.job.name, unit="step",
+                         disable=not (self.is_main and self.job.progress))  # fmt: skip
+        self.t_run = self.t_log = time.perf_counter()
+        self.io_s = 0.0  # time spent saving since the last row (not counted in tokens/s)
+        self.loss_acc = torch.zeros((), device=tr.acc.device)
+        self.n_acc = self.since_log = self.steps_run = 0
+        self.last: dict = {}
+        if tr.acc.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    def add(self, loss_sum: torch.Tensor) -> None:
+        """Count one optimizer step and its summed micro-batch losses."""
+        self.loss_acc += loss_sum
+        self.n_acc += self.tr.grad_accum
+        self.steps_run += 1
+        self.since_log += 1
+        self.pbar.update(1)
+
+    def elapsed(self) -> float:
+        """Seconds this run has trained, over every invocation."""
+        return self.elapsed_before + time.perf_counter() - self.t_run
+
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Time spent saving, left out of the next row's tokens/s."""
+        t_io = time.perf_counter()
+        yield
+        self.io_s += time.perf_counter() - t_io
+
+    def log(self, done: int, lr: float, grad_norm: torch.Tensor) -> None:
+        """One row after step ``done`` (every process calls it: the loss is averaged over them)."""
+        tr, job = self.tr, self.job
+        mean_loss = float(tr.acc.reduce(self.loss_acc / max(1, self.n_acc), reduction="mean"))
+        now = time.perf_counter()
+        tps = self.since_log * tr.tokens_per_step / max(1e-9, now - self.t_log - self.io_s)
+        achieved = tps * tr.flops_per_token / tr.world  # model FLOP/s per device
+        row = {
+            "step": done,
+            "tokens": done * tr.tokens_per_step,
+            "loss": mean_loss,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "tokens_per_s": tps,
+            "ja_chars_per_s": tps * self.ja_share * (job.ja_chars_per_token or 0.0),
+            "mfu": mfu.utilisation(achieved, self.peak["flops"]),  # at most 1; None above the peak (mfu_note)
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "elapsed_s": self.elapsed_before + now - self.t_run,
+            "phase": "embedding-warmup" if done - 1 < job.embedding_warmup_steps else "full",
+        }
+        if row["mfu"] is None:
+            row["mfu_note"] = mfu.format_mfu(None, achieved, self.peak)
+        if tr.acc.device.type == "cuda":
+            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        self.metrics.write(row)
+        self.pbar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{tps:,.0f}")
+        self._log_line(row)
+        self.last = row
+        self.loss_acc.zero_()
+        self.n_acc = self.since_log = 0
+        self.t_log, self.io_s = now, 0.0
+
+    def _log_line(self, row: dict) -> None:
+        """Without a bar (a notebook streaming a subprocess): a line per row, at most ~25 per run however often the
+        metrics are logged (every row still goes to metrics.jsonl)."""
+        total, done = self.tr.total_steps, row["step"]
+        if not self.is_main or self.job.progress or (done % max(1, total // 25) and done != total):
+            return
+        log.info(
+            "%s: step %d/%d  loss %.4f  lr %.2e  %s tokens/s  MFU %s",
+            self.job.name, done, total, row["loss"], row["lr"], f"{row['tokens_per_s']:,.0f}",
+            mfu.OVER_PEAK if row["mfu"] is None else f"{row['mfu']:.1%}",
+        )  # fmt: skip
+
+    def finish(self) -> dict:
+        """Close the bar; the invocation's summary (returned by :func:`train`, kept in ``final/``)."""
+        self.pbar.close()
+        wall = time.perf_counter() - self.t_run
+        end = self.start + self.steps_run
+        return {
+            "run": self.job.name,
+            "start_step": self.start,
+            "end_step": end,
+            "total_steps": self.tr.total_steps,
+            "tokens": end * self.tr.tokens_per_step,
+            "final_loss": self.last.get("loss"),
+            "wall_s": wall,
+            "tokens_per_s": self.steps_run * self.tr.tokens_per_step / max(1e-9, wall),
+            "elapsed_s": self.elapsed_before + wall,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "completed": end == self.tr.total_steps,
+        }
+
+    def close(self) -> None:
+        self.metrics.close()
+
+
+def _save_milestone(tr: Trainer, done: int, fraction: float, metrics: Metrics) -> None:
+    """An HF directory at a fraction of the token budget, with its validation losses: the points of the study's
+    learning curves (every process calls it)."""
+    job = tr.job
+    ev = evaluate(tr.model, job.eval_data, tr.acc.device, tr.parallel, job.micro_batch_size)
+    extra = {"run": job.name, "step": done, "tokens": done * tr.tokens_per_step, "fraction": fraction}
+    tr.save_hf(Path(job.out_dir) / "milestones" / checkpoint.step_name(done), {**extra, **ev})
+    metrics.write({"event": "milestone", **extra, **ev})
+
+
+def _save_checkpoint(tr: Trainer, done: int, fp: str, elapsed_s: float) -> None:
+    """A resume checkpoint after step ``done``, what a killed run restarts from (every process calls it)."""
+    checkpoint.save(
+        Path(tr.job.out_dir) / "checkpoints",
+        step=done,
+        tokens=done * tr.tokens_per_step,
+        model=tr.model,
+        optimizer=tr.inner_opt,
+        scheduler_sd=scheduler_state(tr.scheduler),
+        fingerprint=fp,
+        keep_last=tr.job.keep_last,
+        extra={"elapsed_s": elapsed_s},
+    )
+
+
+def _save_final(tr: Trainer, summary: dict) -> None:
+    """``final/``: the last milestone's directory with the summary in its ``trainer_state.json``; its presence marks
+    the run finished (every process calls it)."""
+    job, total = tr.job, tr.total_steps
+    out = Path(job.out_dir)
+    final_milestone = out / "milestones" / checkpoint.step_name(total)
+    if not final_milestone.is_dir():  # resumed after the last step, or 1.0 not among the fractions
+        tr.save_hf(final_milestone, {"run": job.name, "step": total, "tokens": summary["tokens"], "fraction": 1.0})
+    if tr.acc.is_main_process:
+        state = json.loads((final_milestone / "trainer_state.json").read_text())
+        _publish_copy(final_milestone, out / "final")
+        # A fresh file, not the hard link: the milestone keeps its own trainer_state.json.
+        (out / "final" / "trainer_state.json").unlink()
+        write_json_atomic(out / "final" / "trainer_state.json", {**state, **summary})
+    tr.acc.wait_for_everyone()

@@ -1,22 +1,46 @@
-"""From a profile's config and a run name to a training :class:`~swallowlib.train.engine.Job`: resolve the start
-weights, the tokenizer, the per-run overrides, and tokenise + pack the stage-01 data (cached) for the mix.
+"""From a profile's config and a run name to a training :class:`Job`: resolve the start weights, the tokenizer, the
+per-run overrides, and tokenise + pack the stage-01 data (cached) for the mix.
+
+    >>> from swallowlib.config import load_config
+    >>> job = build_job(load_config("configs/tiny.yaml"), "cpt-ve")       # doctest: +SKIP
+
+:class:`Job` is what the engine (:mod:`swallowlib.train.engine`) runs; the GPU check, the tests and the benchmarks
+build one directly, on synthetic tokens. Its fields named like a ``train.*`` setting are taken from the profile by
+name (:func:`run_settings`), so a new training setting is a field of the Job and its use in the engine.
 
 Every missing input is one clear error naming the file and the command that builds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from swallowlib import matrix, paths
-from swallowlib.config import Config, ConfigError, RunConfig, run_checkpoint_fractions, run_optimizer, to_dict
+from swallowlib.config import (
+    Config,
+    ConfigError,
+    OptimizerConfig,
+    PeftConfig,
+    RunConfig,
+    TrainConfig,
+    run_checkpoint_fractions,
+    run_optimizer,
+    steps_for_tokens,
+    to_dict,
+)
 from swallowlib.provenance import fingerprint, provenance
 from swallowlib.train import data as tdata
 from swallowlib.train import model as modeling
-from swallowlib.train.engine import Job, TrainError, resolve_precision, steps_for_tokens
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +48,89 @@ log = logging.getLogger(__name__)
 CODE = sorted(Path(__file__).parent.glob("*.py"))
 
 
+class TrainError(RuntimeError):
+    """A run cannot start or continue; the message (one line) says what is wrong and what to do."""
+
+
+@dataclass
+class Job:
+    """One fully resolved training run."""
+
+    name: str
+    out_dir: Path
+    data: tdata.Mixture
+    tokens: int  # token budget
+    seq_len: int
+    micro_batch_size: int
+    batch_size: int  # global: sequences per optimizer step, all processes together
+    optimizer: OptimizerConfig
+    model_init: str  # "scratch" or an HF directory / Hub id
+    model_config: Any = None  # an HF config (scratch runs)
+    tokenizer_size: int = 0  # the model needs at least this many embedding rows
+    tokenizer_dir: Path | None = None  # copied into every saved HF directory
+    new_rows_from: int | None = None  # first new-vocabulary id (PEFT trains rows >= this)
+    precision: str = "fp32"  # fp32 | bf16
+    compile: bool = False
+    peft: PeftConfig | None = None  # None: every weight trains
+    embedding_warmup_steps: int = 0
+    checkpoint_fractions: list[float] = field(default_factory=lambda: [1.0])
+    save_every_steps: int = 100
+    keep_last: int = 2
+    log_every_steps: int = 10
+    seed: int = 0
+    eval_data: dict[str, np.ndarray] = field(default_factory=dict)
+    ja_chars_per_token: float | None = None
+    local_files_only: bool = True
+    identity: dict = field(default_factory=dict)  # extra fingerprint fields: data, tokenizer, init weights
+    provenance: dict = field(default_factory=dict)  # resolved config, versions, git SHA (saved with the run)
+    progress: bool = True  # tqdm bar on the main process
+    fsdp: bool = False  # FSDP2 full shard (swallowlib.train.parallel); DDP otherwise when on several processes
+    activation_checkpointing: bool = False
+
+
+#: Job fields that are ``train.*`` settings of the same name (:func:`run_settings` copies them).
+SETTINGS = tuple(f.name for f in dataclasses.fields(Job) if f.name in {t.name for t in dataclasses.fields(TrainConfig)})
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> fp32 on CPU, bf16 on a CUDA GPU (docs/study.md: bf16 as the paper; fp32 where bf16 is slow)."""
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "fp32"
+    if precision == "bf16" and not torch.cuda.is_available():
+        log.warning("bf16 requested without a GPU: CPU autocast to bf16 is slow on most CPUs")
+    return precision
+
+
+def run_settings(cfg: Config, rc: RunConfig) -> dict:
+    """The Job's settings of one run: every ``train.*`` setting the Job has a field for, with the run's overrides
+    (optimizer, milestones, embedding warm-up, seed), the precision resolved for this machine, and the LoRA settings
+    only for a PEFT run."""
+    tc = cfg.train
+    return {
+        **{name: getattr(tc, name) for name in SETTINGS},
+        "optimizer": run_optimizer(tc, rc),
+        "checkpoint_fractions": run_checkpoint_fractions(tc, rc),
+        "embedding_warmup_steps": _own(rc.embedding_warmup_steps, tc.embedding_warmup_steps),
+        "seed": _own(rc.seed, cfg.seed),
+        "precision": resolve_precision(tc.precision),
+        "peft": tc.peft if rc.peft else None,
+    }
+
+
+def _own(run_value, shared):
+    """A run's own value of a setting, else the shared one."""
+    return run_value if run_value is not None else shared
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run's inputs
+
+
 def get_run(cfg: Config, run: str) -> RunConfig:
     """A run of ``train.runs``, one of the short CPT runs stage 03 derives from ``embedding_init``, or a run of the
     extended study (:func:`swallowlib.matrix.study_runs`)."""
+    # Deferred: stage 03's module imports pandas, which a training process (and the GPU check's bare image, which
+    # imports this module through the engine) does without.
     from swallowlib.embedding_init.stage import comparison_runs
 
     derived = {**comparison_runs(cfg), **matrix.study_runs(cfg)}
@@ -121,70 +225,103 @@ def _skip(cfg: Config, rc: RunConfig) -> int:
     return rc.skip_tokens // cfg.train.seq_len
 
 
-def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
-    """Resolve ``run`` of ``cfg`` into a Job, tokenising its data first when not cached — by a one-process launch
-    only: in a multi-process launch uncached data is an error (``--prepare`` first; :func:`swallowlib.train.launch`
-    does it), never a collective timeout while one rank tokenises."""
-    rc = get_run(cfg, run)
-    tc = cfg.train
-    tok_dir = tokenizer_path(cfg, rc.tokenizer)
-    init = resolve_init(cfg, run, rc)
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a run's tokenizer fixes about its model: the size, the BOS and EOS ids, and (PEFT on an expanded
+    tokenizer) the first new id, from which the rows train."""
+
+    size: int
+    bos_id: int
+    eos_id: int
+    new_rows_from: int | None
+
+
+def vocabulary(cfg: Config, rc: RunConfig, tok_dir: Path) -> Vocabulary:
+    """The :class:`Vocabulary` of a run whose tokenizer is ``tok_dir``."""
+    # Deferred: the tokenizer module imports sentencepiece, which the GPU check's bare image (it imports this module
+    # through the engine) may lack.
     from swallowlib.tokenizer.export import load_hf
 
     tok = load_hf(tok_dir)
-    vocab = len(tok)
-    eos = tok.eos_token_id
-    if eos is None:
+    if tok.eos_token_id is None:
         raise TrainError(f"{tok_dir}: the tokenizer has no EOS token (documents need a separator)")
     new_rows_from = None
     if rc.tokenizer != "base" and rc.peft:  # PEFT trains the rows the base tokenizer does not have
         new_rows_from = len(load_hf(tokenizer_path(cfg, "base")))
+    return Vocabulary(len(tok), tok.bos_token_id or 1, tok.eos_token_id, new_rows_from)
 
-    model_config = None
-    if init == "scratch":
-        if tc.model.pretrained:
-            model_config = modeling.pretrained_config(tc.model.pretrained, local_files_only=cfg.offline)
-            model_config.vocab_size = vocab
-            model_config.use_cache = False
-        else:
-            model_config = modeling.llama_config(tc.model, vocab, bos_id=tok.bos_token_id or 1, eos_id=eos)
 
-    # --- data: tokenised once per (tokenizer, split, token cap) and cached for every run of the profile. With
-    # train.data_margin set, a training split is tokenised only as far as the run reads it (with that margin);
-    # validation splits are small and always whole.
+def scratch_config(cfg: Config, vocab: Vocabulary):
+    """The HF config of a run that starts from random weights: ``train.model.pretrained``'s architecture or the
+    ``train.model`` sizes, at the run's vocabulary."""
+    tc = cfg.train
+    if not tc.model.pretrained:
+        return modeling.llama_config(tc.model, vocab.size, bos_id=vocab.bos_id, eos_id=vocab.eos_id)
+    config = modeling.pretrained_config(tc.model.pretrained, local_files_only=cfg.offline)
+    config.vocab_size = vocab.size
+    config.use_cache = False
+    return config
+
+
+@dataclass
+class RunData:
+    """A run's tokenised data: the packed training and validation sources, the budgets they were cut to
+    (:func:`source_budgets`), the training mix and the validation sequences scored at milestones."""
+
+    train: dict[str, tdata.PackedSource]
+    budgets: dict[str, dict]
+    mixture: tdata.Mixture
+    eval_data: dict[str, np.ndarray]
+
+
+def run_data(cfg: Config, run: str, rc: RunConfig, tok_dir: Path, vocab: Vocabulary, *, seed: int,
+             build: bool) -> RunData:  # fmt: skip
+    """Tokenise (``build``; else only read from the cache) and pack the run's sources.
+
+    Tokenised once per (tokenizer, split, token cap) and cached for every run of the profile. With
+    ``train.data_margin`` set, a training split is tokenised only as far as the run reads it (with that margin);
+    validation splits are small and always whole.
+    """
+    tc = cfg.train
     cache = paths.token_cache_dir(cfg.profile)
     budgets = source_budgets(cfg, rc)
-    train_src, valid_src = {}, {}
-    multi = accelerator is not None and accelerator.num_processes > 1
     hint = f"python -m swallowlib.train --config {cfg.path} --run {run} --prepare"
+    train_src, valid_src = {}, {}
     for s in budgets:
         templates = list(tc.parallel_template) if s == "parallel" else None
-        kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=eos, vocab_size=vocab, templates=templates,
-                  num_proc=tc.num_proc, name=s, build=not multi, hint=hint)  # fmt: skip
+        kw = dict(seq_len=tc.seq_len, cache_dir=cache, eos_id=vocab.eos_id, vocab_size=vocab.size,
+                  templates=templates, num_proc=tc.num_proc, name=s, build=build, hint=hint)  # fmt: skip
         train_src[s] = tdata.load_packed(
             corpus_split(cfg, s, "train"), tok_dir, **kw, max_tokens=budgets[s]["max_tokens"]
         )
         if tc.eval_sequences:
             valid_src[s] = tdata.load_packed(corpus_split(cfg, s, "valid"), tok_dir, **kw)
-    seed = rc.seed if rc.seed is not None else cfg.seed
     mixture = tdata.Mixture(train_src, rc.mix, seed, offset=_skip(cfg, rc))
     eval_data = {s: tdata.eval_sequences(v, tc.eval_sequences) for s, v in valid_src.items()}
-    eval_data = {s: a for s, a in eval_data.items() if len(a)}
+    return RunData(train_src, budgets, mixture, {s: a for s, a in eval_data.items() if len(a)})
 
-    ocfg = run_optimizer(tc, rc)
+
+def run_identity(init: str, tok_dir: Path, data: RunData) -> dict:
+    """The fingerprint fields that only resolving the run knows: the start weights, the tokenizer, the data."""
     identity = {
         "init_identity": _init_identity(init),
         "tokenizer": tdata.tokenizer_fingerprint(tok_dir),
-        "data": {s: [len(src.stream), src.docs, src.chars] for s, src in sorted(train_src.items())},
+        "data": {s: [len(src.stream), src.docs, src.chars] for s, src in sorted(data.train.items())},
     }
-    if mixture.offset:  # only then, so the identity of every run that skips nothing is what it always was
-        identity["skip_sequences"] = mixture.offset
+    if data.mixture.offset:  # only then, so the identity of every run that skips nothing is what it always was
+        identity["skip_sequences"] = data.mixture.offset
+    return identity
+
+
+def run_provenance(cfg: Config, run: str, rc: RunConfig, init: str, tok_dir: Path, data: RunData,
+                   optimizer: OptimizerConfig) -> dict:  # fmt: skip
+    """The provenance record of a run: the config, versions and git SHA, and what the run resolved to."""
     resolved = {
         "run": run,
         "run_config": to_dict(rc),
         "init_resolved": init,
         "tokenizer_dir": str(tok_dir),
-        "optimizer": to_dict(ocfg),
+        "optimizer": to_dict(optimizer),
         # tokens: the stream tokenised; max_tokens: its cap (None: the whole split); drawn: what the run reads of it.
         "data": {
             s: {
@@ -193,55 +330,53 @@ def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True)
                 "chars": src.chars,
                 "sequences": src.n_sequences,
                 "max_tokens": src.max_tokens,
-                "drawn": budgets[s]["drawn"],
+                "drawn": data.budgets[s]["drawn"],
                 "rows_used": src.rows_used,
                 "rows_total": src.rows_total,
                 "whole_split": src.whole,
                 "cache_entry": src.entry,
             }
-            for s, src in train_src.items()
+            for s, src in data.train.items()
         },
     }
     prov = provenance(cfg, "train", fingerprint(to_dict(cfg.train), CODE))
     prov["resolved"] = resolved
-    from importlib import metadata
-
     for name in ("peft", "safetensors", "tensorboard"):  # the engine's libraries beyond provenance.TRACKED
         try:
             prov["versions"][name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             prov["versions"][name] = None
+    return prov
+
+
+def build_job(cfg: Config, run: str, accelerator=None, *, progress: bool = True) -> Job:
+    """Resolve ``run`` of ``cfg`` into a Job, tokenising its data first when not cached — by a one-process launch
+    only: in a multi-process launch uncached data is an error (``--prepare`` first; :func:`swallowlib.train.launch`
+    does it), never a collective timeout while one rank tokenises."""
+    rc = get_run(cfg, run)
+    settings = run_settings(cfg, rc)
+    tok_dir = tokenizer_path(cfg, rc.tokenizer)
+    init = resolve_init(cfg, run, rc)
+    vocab = vocabulary(cfg, rc, tok_dir)
+    model_config = scratch_config(cfg, vocab) if init == "scratch" else None
+    multi = accelerator is not None and accelerator.num_processes > 1
+    data = run_data(cfg, run, rc, tok_dir, vocab, seed=settings["seed"], build=not multi)
+    ja = data.train.get("ja")
     return Job(
         name=run,
         out_dir=paths.run_out_dir(cfg.profile, run),
-        data=mixture,
+        data=data.mixture,
         tokens=rc.tokens,
-        seq_len=tc.seq_len,
-        micro_batch_size=tc.micro_batch_size,
-        batch_size=tc.batch_size,
-        fsdp=tc.fsdp,
-        activation_checkpointing=tc.activation_checkpointing,
-        optimizer=ocfg,
         model_init=init,
         model_config=model_config,
-        tokenizer_size=vocab,
+        tokenizer_size=vocab.size,
         tokenizer_dir=tok_dir,
-        new_rows_from=new_rows_from,
-        precision=resolve_precision(tc.precision),
-        compile=tc.compile,
-        peft=tc.peft if rc.peft else None,
-        embedding_warmup_steps=(
-            rc.embedding_warmup_steps if rc.embedding_warmup_steps is not None else tc.embedding_warmup_steps
-        ),
-        checkpoint_fractions=run_checkpoint_fractions(tc, rc),
-        save_every_steps=tc.save_every_steps,
-        keep_last=tc.keep_last,
-        log_every_steps=tc.log_every_steps,
-        seed=seed,
-        eval_data=eval_data,
-        ja_chars_per_token=train_src["ja"].chars_per_token if "ja" in train_src else None,
+        new_rows_from=vocab.new_rows_from,
+        eval_data=data.eval_data,
+        ja_chars_per_token=ja.chars_per_token if ja is not None else None,
         local_files_only=cfg.offline,
-        identity=identity,
-        provenance=prov,
+        identity=run_identity(init, tok_dir, data),
+        provenance=run_provenance(cfg, run, rc, init, tok_dir, data, settings["optimizer"]),
         progress=progress,
+        **settings,
     )

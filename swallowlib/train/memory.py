@@ -367,6 +367,8 @@ def estimate_run(cfg: Config, run: str, processes: int | None = None) -> MemoryE
     """The estimate for one run of a profile (``train.runs`` or stage 03's ``init-cmp-*``), on ``processes``
     processes (default ``train.processes``). Reads the config and, when stage 02 has run, the merged vocabulary size;
     never the network."""
+    # Deferred: the job module imports torch (through the model), which the plan and preflight read this module
+    # without; it sits above this one in the graph (the engine imports both).
     from swallowlib.train.job import get_run
 
     tc = cfg.train
