@@ -31,7 +31,9 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -120,7 +122,35 @@ def compare(a: Path, b: Path) -> tuple[bool, float]:
     return bitwise, rel
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Check:
+    """One gpu-check: what it trains (model, steps, batch, precision), where, on which accelerator, and the
+    failures found so far."""
+
+    work: Path
+    model: str
+    steps: int
+    micro: int
+    seq: int | None  # None: the model's own sequence length
+    checkpointing: bool
+    compile: bool
+    precision: str
+    rel_tol: float
+    acc: Any = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.acc.device.type == "cuda"
+
+    def job(self, name: str, **kw) -> Job:
+        """A job of this check in ``work/<name>`` (``kw``: what differs from its defaults)."""
+        kw = {"compile": self.compile, "checkpointing": self.checkpointing, **kw}
+        return make_job(self.work / name, model=self.model, steps=self.steps, micro_batch=self.micro, seq=self.seq,
+                        precision=self.precision, **kw)  # fmt: skip
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: exercise the code path only")
     ap.add_argument("--model", choices=sorted(MODELS), default=None, help="default: tinyllama (tiny with --dry-run)")
@@ -134,114 +164,131 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.dry_run:
         args.device, args.model = "cpu", args.model or "tiny"
+    return args
+
+
+def _check_of(args: argparse.Namespace, work: Path) -> Check:
+    """The check the command line asks for, with the defaults filled in (tinyllama: the profile's batch)."""
     model = args.model or "tinyllama"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("FAIL: no CUDA device (use --dry-run to exercise the code path on CPU)")
-        return 1
-    steps = args.steps or (8 if model == "tiny" else 24)
     seq, checkpointing = None, False
     micro = args.micro_batch or 4
     if model == "tinyllama":
         p_micro, seq, checkpointing = profile_batch()
         micro = args.micro_batch or p_micro
-    precision = "bf16" if args.device == "cuda" else "fp32"
-    work = args.out or Path(tempfile.mkdtemp(prefix="swallow-gpu-check-"))
+    return Check(work=work, model=model, steps=args.steps or (8 if model == "tiny" else 24), micro=micro, seq=seq,
+                 checkpointing=checkpointing, compile=args.compile,
+                 precision="bf16" if args.device == "cuda" else "fp32", rel_tol=args.rel_tol)  # fmt: skip
+
+
+def check_throughput(c: Check) -> tuple[dict, float, float]:
+    """Part 1, run A (also the resume reference): ``(its summary, median tokens/s, median MFU)``, and the peak
+    memory against the memory model's prediction."""
+    if c.on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    a = train(c.job("A"), c.acc)
+    rows = [r for r in _rows(c.work / "A") if "tokens_per_s" in r]
+    steady = rows[1:] or rows  # the first interval holds the warm-up (and compilation)
+    tps = sorted(r["tokens_per_s"] for r in steady)[len(steady) // 2]
+    # a null MFU is a step that beat the peak (the engine logs no number then): it ranks above every number
+    mfu_v = sorted(math.inf if r.get("mfu") is None else r["mfu"] for r in steady)[len(steady) // 2]
+    prov = json.loads((c.work / "A" / "provenance.json").read_text())
+    params, peak = prov["params"], prov["peak_flops_per_device"]
+    print(
+        f"gpu-check: run A ({c.model}, micro-batch {c.micro} x {prov['tokens_per_step'] // c.micro} tokens, "
+        f"checkpointing {c.checkpointing}) {a['end_step']} steps, {params['total'] / 1e6:.1f}M parameters, final "
+        f"loss {a['final_loss']:.4f}; median tokens/s {tps:,.0f}, MFU {mfu_v:.1%} of {peak['flops'] / 1e12:.3g} "
+        f"TFLOP/s ({peak['source']})"
+    )
+    if not 0 < mfu_v <= 1:
+        c.failures.append(f"MFU {mfu_v} outside (0, 1]")
+    predicted = predicted_peak(c.model, c.micro, c.seq or MODELS[c.model][2], fsdp=False,
+                               checkpointing=c.checkpointing, precision=c.precision)  # fmt: skip
+    if c.on_gpu:
+        measured = torch.cuda.max_memory_allocated()
+        print(f"gpu-check: peak GPU memory {measured / 2**30:.2f} GiB measured (allocated), memory model "
+              f"predicts {predicted / 2**30:.2f} GiB (ratio {measured / predicted:.2f})")  # fmt: skip
+        if measured > predicted:
+            c.failures.append(f"measured peak {measured / 2**30:.2f} GiB exceeds the prediction "
+                              f"{predicted / 2**30:.2f} GiB: the memory model under-estimates")  # fmt: skip
+    else:
+        print(f"gpu-check: memory model predicts {predicted / 2**30:.3f} GiB on a GPU (not measured on CPU)")
+    return a, tps, mfu_v
+
+
+def check_resume(c: Check, a: dict) -> float:
+    """Part 2: run B, killed at 3/4 and started again, must resume at its last checkpoint and end where run A
+    (summary ``a``) ended; the max relative L2 difference of their final weights."""
+    stop_at = (3 * c.steps) // 4
+    b1 = train(c.job("B"), c.acc, max_steps=stop_at)
+    ckpts = [s for s, _ in checkpoint.list_checkpoints(c.work / "B" / "checkpoints")]
+    if b1["completed"] or b1["end_step"] != stop_at:
+        c.failures.append(f"run B should have stopped at step {stop_at}, got {b1}")
+    b2 = train(c.job("B"), c.acc)
+    expect = max(s for s in ckpts if s <= stop_at) if ckpts else 0
+    if b2["start_step"] != expect or not b2["completed"]:
+        c.failures.append(
+            f"run B resumed at step {b2['start_step']} (expected {expect}), completed={b2['completed']}"
+        )
+    print(f"gpu-check: run B stopped at {b1['end_step']}, resumed from checkpoint {b2['start_step']}, final loss "
+          f"{b2['final_loss']:.4f}")  # fmt: skip
+    bitwise, rel = compare(c.work / "A" / "final", c.work / "B" / "final")
+    print(f"gpu-check: final weights A vs resumed B: bitwise {bitwise}, max relative L2 difference {rel:.2e}")
+    if not c.on_gpu and not bitwise:
+        c.failures.append("resumed weights differ from the uninterrupted run on CPU (must be bitwise equal)")
+    if c.on_gpu and rel > c.rel_tol:
+        c.failures.append(f"resumed weights differ by {rel:.2e} > {c.rel_tol} (bf16 tolerance)")
+    if abs(a["final_loss"] - b2["final_loss"]) > 0.02 * abs(a["final_loss"]):
+        c.failures.append(f"final loss A {a['final_loss']:.4f} vs resumed B {b2['final_loss']:.4f}")
+    return rel
+
+
+def check_fsdp(c: Check) -> None:
+    """Part 3: the model sharded by FSDP2 on this one device, activation checkpointing on: its first losses match
+    run A's and its sharded checkpoint loads."""
+    fsdp_steps = max(2, c.steps // 4)
+    f_job = c.job("F", compile=False, fsdp=True, checkpointing=True)
+    f_job.save_every_steps = fsdp_steps
+    f = train(f_job, c.acc, max_steps=fsdp_steps)
+    la = {r["step"]: r["loss"] for r in _rows(c.work / "A") if "loss" in r}
+    lf = {r["step"]: r["loss"] for r in _rows(c.work / "F") if "loss" in r}
+    common = sorted(set(la) & set(lf))
+    worst = max((abs(la[s] - lf[s]) / abs(la[s]) for s in common), default=float("inf"))
+    fp = json.loads((c.work / "F" / "run.json").read_text())["fingerprint"]
+    resumed = checkpoint.latest(c.work / "F" / "checkpoints", fp)
+    print(f"gpu-check: FSDP (1 process, checkpointing) {f['end_step']} steps, losses vs run A at steps {common}: "
+          f"max relative difference {worst:.2e}; sharded checkpoint at step {resumed.step if resumed else None}")
+    tol = 2e-2 if c.on_gpu else 1e-4
+    if not worst <= tol:
+        c.failures.append(f"FSDP losses differ from the unsharded run by {worst:.2e} > {tol}")
+    if resumed is None:
+        c.failures.append("the FSDP run wrote no loadable checkpoint")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("FAIL: no CUDA device (use --dry-run to exercise the code path on CPU)")
+        return 1
+    c = _check_of(args, args.out or Path(tempfile.mkdtemp(prefix="swallow-gpu-check-")))
     t0 = time.perf_counter()
-    failures: list[str] = []
     tps = mfu_v = rel = float("nan")
     try:
-        acc = make_accelerator(precision, cpu=args.device == "cpu")
-        on_gpu = acc.device.type == "cuda"
-        print(f"gpu-check: {acc.device} {torch.cuda.get_device_name() if on_gpu else ''}".rstrip())
+        c.acc = make_accelerator(c.precision, cpu=args.device == "cpu")
+        print(f"gpu-check: {c.acc.device} {torch.cuda.get_device_name() if c.on_gpu else ''}".rstrip())
         print(f"gpu-check: versions {json.dumps({k: v for k, v in versions().items() if v})}")
-
-        def job(name: str, **kw) -> Job:
-            return make_job(work / name, model=model, steps=steps, micro_batch=micro, seq=seq, compile=args.compile,
-                            precision=precision, checkpointing=checkpointing, **kw)  # fmt: skip
-
-        # 1. throughput and memory (run A is also the resume reference)
-        if on_gpu:
-            torch.cuda.reset_peak_memory_stats()
-        a = train(job("A"), acc)
-        rows = [r for r in _rows(work / "A") if "tokens_per_s" in r]
-        steady = rows[1:] or rows  # the first interval holds the warm-up (and compilation)
-        tps = sorted(r["tokens_per_s"] for r in steady)[len(steady) // 2]
-        # a null MFU is a step that beat the peak (the engine logs no number then): it ranks above every number
-        mfu_v = sorted(math.inf if r.get("mfu") is None else r["mfu"] for r in steady)[len(steady) // 2]
-        prov = json.loads((work / "A" / "provenance.json").read_text())
-        params, peak = prov["params"], prov["peak_flops_per_device"]
-        print(
-            f"gpu-check: run A ({model}, micro-batch {micro} x {prov['tokens_per_step'] // micro} tokens, "
-            f"checkpointing {checkpointing}) {a['end_step']} steps, {params['total'] / 1e6:.1f}M parameters, final "
-            f"loss {a['final_loss']:.4f}; median tokens/s {tps:,.0f}, MFU {mfu_v:.1%} of {peak['flops'] / 1e12:.3g} "
-            f"TFLOP/s ({peak['source']})"
-        )
-        if not 0 < mfu_v <= 1:
-            failures.append(f"MFU {mfu_v} outside (0, 1]")
-        predicted = predicted_peak(model, micro, seq or MODELS[model][2], fsdp=False, checkpointing=checkpointing,
-                                   precision=precision)  # fmt: skip
-        if on_gpu:
-            measured = torch.cuda.max_memory_allocated()
-            print(f"gpu-check: peak GPU memory {measured / 2**30:.2f} GiB measured (allocated), memory model "
-                  f"predicts {predicted / 2**30:.2f} GiB (ratio {measured / predicted:.2f})")  # fmt: skip
-            if measured > predicted:
-                failures.append(f"measured peak {measured / 2**30:.2f} GiB exceeds the prediction "
-                                f"{predicted / 2**30:.2f} GiB: the memory model under-estimates")  # fmt: skip
-        else:
-            print(f"gpu-check: memory model predicts {predicted / 2**30:.3f} GiB on a GPU (not measured on CPU)")
-
-        # 2. exact resume
-        stop_at = (3 * steps) // 4
-        b1 = train(job("B"), acc, max_steps=stop_at)
-        ckpts = [s for s, _ in checkpoint.list_checkpoints(work / "B" / "checkpoints")]
-        if b1["completed"] or b1["end_step"] != stop_at:
-            failures.append(f"run B should have stopped at step {stop_at}, got {b1}")
-        b2 = train(job("B"), acc)
-        expect = max(s for s in ckpts if s <= stop_at) if ckpts else 0
-        if b2["start_step"] != expect or not b2["completed"]:
-            failures.append(
-                f"run B resumed at step {b2['start_step']} (expected {expect}), completed={b2['completed']}"
-            )
-        print(f"gpu-check: run B stopped at {b1['end_step']}, resumed from checkpoint {b2['start_step']}, final loss "
-              f"{b2['final_loss']:.4f}")  # fmt: skip
-        bitwise, rel = compare(work / "A" / "final", work / "B" / "final")
-        print(f"gpu-check: final weights A vs resumed B: bitwise {bitwise}, max relative L2 difference {rel:.2e}")
-        if not on_gpu and not bitwise:
-            failures.append("resumed weights differ from the uninterrupted run on CPU (must be bitwise equal)")
-        if on_gpu and rel > args.rel_tol:
-            failures.append(f"resumed weights differ by {rel:.2e} > {args.rel_tol} (bf16 tolerance)")
-        if abs(a["final_loss"] - b2["final_loss"]) > 0.02 * abs(a["final_loss"]):
-            failures.append(f"final loss A {a['final_loss']:.4f} vs resumed B {b2['final_loss']:.4f}")
-
-        # 3. FSDP2 on this one device, activation checkpointing on
-        fsdp_steps = max(2, steps // 4)
-        f_job = make_job(work / "F", model=model, steps=steps, micro_batch=micro, seq=seq, compile=False,
-                         precision=precision, fsdp=True, checkpointing=True)  # fmt: skip
-        f_job.save_every_steps = fsdp_steps
-        f = train(f_job, acc, max_steps=fsdp_steps)
-        la = {r["step"]: r["loss"] for r in _rows(work / "A") if "loss" in r}
-        lf = {r["step"]: r["loss"] for r in _rows(work / "F") if "loss" in r}
-        common = sorted(set(la) & set(lf))
-        worst = max((abs(la[s] - lf[s]) / abs(la[s]) for s in common), default=float("inf"))
-        resumed = checkpoint.latest(work / "F" / "checkpoints", json.loads((work / "F" / "run.json").read_text())[
-            "fingerprint"])  # fmt: skip
-        print(f"gpu-check: FSDP (1 process, checkpointing) {f['end_step']} steps, losses vs run A at steps {common}: "
-              f"max relative difference {worst:.2e}; sharded checkpoint at step {resumed.step if resumed else None}")
-        tol = 2e-2 if on_gpu else 1e-4
-        if not worst <= tol:
-            failures.append(f"FSDP losses differ from the unsharded run by {worst:.2e} > {tol}")
-        if resumed is None:
-            failures.append("the FSDP run wrote no loadable checkpoint")
+        a, tps, mfu_v = check_throughput(c)
+        rel = check_resume(c, a)
+        check_fsdp(c)
     except Exception as e:  # the last line must always be PASS or FAIL
         log.exception("gpu-check crashed")
-        failures.append(f"{type(e).__name__}: {e}")
+        c.failures.append(f"{type(e).__name__}: {e}")
     finally:
         if args.out is None:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(c.work, ignore_errors=True)
     wall = time.perf_counter() - t0
-    if failures:
-        print(f"FAIL ({wall:.0f} s): " + "; ".join(failures))
+    if c.failures:
+        print(f"FAIL ({wall:.0f} s): " + "; ".join(c.failures))
         return 1
     print(f"PASS ({wall:.0f} s): tokens/s {tps:,.0f}, MFU {mfu_v:.1%}, resume ok (relative difference {rel:.1e}), "
           "FSDP ok")  # fmt: skip
