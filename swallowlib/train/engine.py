@@ -425,7 +425,9 @@ def train(job: Job, accelerator=None, *, max_steps: int | None = None, restart_i
     return summary
 
 
-def _open_run_dir(job: Job, acc, fields: dict, fp: str, restart_if_changed: bool):
+def _open_run_dir(
+    job: Job, acc, fields: dict, fp: str, restart_if_changed: bool
+) -> tuple[dict | None, checkpoint.Checkpoint | None]:
     """Start or resume: ``(summary, None)`` for a finished run, else ``(None, the checkpoint to resume from or None)``
     once the run directory is known to hold this run (else :class:`TrainError`) and ``run.json`` names it."""
     out = Path(job.out_dir)
