@@ -82,6 +82,7 @@ def test_hub_caps_are_split_over_the_data_files(tmp_path):
     assert rep["raw_sizes"]["web-ja"]["ja"]["docs"] == 4
 
 
+@pytest.mark.slow
 def test_hub_source_at_100k_documents_streams_in_bounded_memory(tmp_path):
     """100,000 Hub documents (~200 MB of UTF-8) through the ingest step on two workers: every document arrives once,
     with its split, and the process tree's peak memory is the same as for 8× fewer documents (flat, not growing

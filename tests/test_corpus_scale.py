@@ -14,7 +14,7 @@ import pytest
 
 from swallowlib import paths
 from swallowlib.corpus import extract
-from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+from tests.samples import EN_SENTENCES, JA_SENTENCES
 
 N = 60  # records per language per block
 PER_FILE = 25

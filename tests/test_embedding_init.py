@@ -17,7 +17,8 @@ from swallowlib.embedding_init import evaluate, focus, methods
 from swallowlib.tokenizer import export
 from swallowlib.tokenizer.merge import merge_models
 from swallowlib.tokenizer.metrics import spm_piece_bytes
-from tests.test_tokenizer_merge import EN, JA, _train
+from tests.samples import EN, JA
+from tests.samples import train_spm as _train
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import yaml
 from swallowlib import paths
 from swallowlib.config import ConfigError, load_config
 from swallowlib.eval import harness, metrics, report, tasks
-from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+from tests.samples import EN_SENTENCES, JA_SENTENCES
 from tests.train_helpers import PROFILE, build_tree, use_runs, write_config
 
 #: The paper's lm-eval tasks and shots (docs/study.md, the paper), as a GPU profile lists them in eval.harness_tasks.

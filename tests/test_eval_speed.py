@@ -12,7 +12,7 @@ import torch
 from swallowlib import paths
 from swallowlib.config import load_config
 from swallowlib.eval import speed
-from tests.test_pipeline import JA_SENTENCES
+from tests.samples import JA_SENTENCES
 from tests.train_helpers import PROFILE, build_tree, write_config
 
 K = 5

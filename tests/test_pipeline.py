@@ -12,51 +12,7 @@ import yaml
 
 from swallowlib.config import load_config
 from swallowlib.corpus import pipeline
-
-JA_SENTENCES = [
-    "この章では、設定ファイルの書き方について順番に説明します。",
-    "まず、ホームディレクトリに新しいフォルダーを作成してください。",
-    "次に、エディターでファイルを開いて内容を確認しましょう。",
-    "保存したあとは、端末からコマンドを実行して結果を見てみます。",
-    "うまく動かないときは、ログに出力されたメッセージを読んでください。",
-    "多くの場合、原因は小さな書き間違いであることがわかります。",
-    "権限が足りない場合には、管理者に相談するのがよいでしょう。",
-    "古い設定は念のためにバックアップとして残しておきます。",
-    "このような手順を何度か繰り返すと、作業にも慣れてきます。",
-    "詳しい説明は、付録にまとめた資料を参照してください。",
-    "ネットワークの設定は、環境によって少しずつ異なります。",
-    "同じ作業を自動化したいときは、簡単なスクリプトを書きます。",
-    "文字コードの違いによって、表示が乱れることもあります。",
-    "そのため、ファイルは必ず同じ形式で保存するようにしてください。",
-    "最後に、変更した内容を仲間と共有して確認してもらいます。",
-    "わからない言葉があれば、用語集で意味を調べてみましょう。",
-    "画面の表示が変わらないときは、一度ログアウトしてください。",
-    "新しい機能を試す前に、現在の状態を記録しておくと安心です。",
-    "この方法は、小さなサーバーでも大きなサーバーでも使えます。",
-    "ここまでの内容を理解できたら、次の章に進んでください。",
-    "もし途中で失敗しても、最初からやり直せば問題ありません。",
-    "設定を変えたあとは、サービスを再起動する必要があります。",
-    "利用者の数が増えると、必要なメモリーの量も増えていきます。",
-    "それぞれの項目について、短い例を使って説明していきます。",
-]
-EN_SENTENCES = [
-    "This chapter explains how the configuration file is organised.",
-    "First, create a new directory in your home folder.",
-    "Then open the file in an editor and look at its contents.",
-    "After saving, run the command from a terminal and check the result.",
-    "When something goes wrong, read the messages written to the log.",
-    "In many cases the cause turns out to be a small typing mistake.",
-    "If you lack the permissions, ask the administrator for help.",
-    "Keep the old settings as a backup, just in case.",
-    "After repeating these steps a few times the work becomes familiar.",
-    "The appendix collects further material on every topic covered here.",
-    "Network settings differ slightly from one environment to another.",
-    "To automate the same task, write a short script.",
-    "Different character encodings can garble what the screen shows.",
-    "Always save files in the same format for that reason.",
-    "Finally, share your changes with a colleague and ask for a review.",
-    "Look up unfamiliar words in the glossary at the end of the book.",
-]
+from tests.samples import EN_SENTENCES, JA_SENTENCES
 
 
 def _doc(pool, rng, n=18, sep=""):
@@ -262,6 +218,7 @@ def _stage_cmd(cfg_path):
     return [sys.executable, "-m", "swallowlib.corpus.pipeline", "--config", str(cfg_path)]
 
 
+@pytest.mark.slow
 def test_a_killed_stage_resumes_its_unfinished_tasks_and_equals_an_uninterrupted_run(tmp_path):
     """SIGKILL stage 01 after some ingest tasks finished; the restart keeps their outputs, redoes the rest, and the
     published corpus equals one built without interruption."""
@@ -344,13 +301,14 @@ def _assert_same_corpus(a, b):
         assert ra[key] == rb[key], key
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 @pytest.mark.ray
 @pytest.mark.filterwarnings("ignore:placement_group:DeprecationWarning")
 def test_the_stage_on_ray_equals_the_local_executor(built, tmp_path):
     """The whole stage (ingest, filters, MinHash, finalize) on a local Ray instance started here: the same
-    documents in the same shards, the same counts, as the local executor. Slow (``-m slow``): a dozen pipelines,
-    each placing its Ray tasks afresh; CI runs the shorter Ray chain of tests/test_executors.py."""
+    documents in the same shards, the same counts, as the local executor. Exhaustive (``-m exhaustive``, not in
+    ``make test``): a dozen pipelines, each placing its Ray tasks afresh; CI runs the shorter Ray chain of
+    tests/test_executors.py."""
     ray = pytest.importorskip("ray")
     ray_ex = {"kind": "ray", "workers": 2, "tasks": 1, "options": {"mem_per_cpu_gb": 0.25}}
     local, (cfg, out) = _built_on(built, tmp_path, ray_ex, "ray")
@@ -362,13 +320,13 @@ def test_the_stage_on_ray_equals_the_local_executor(built, tmp_path):
     _assert_same_corpus(local, on_ray)
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive
 @pytest.mark.slurm
 def test_the_stage_on_slurm_equals_the_local_executor(built, tmp_path):
     """The whole stage submitted to a real Slurm cluster (``.ci/slurm-single-node.sh start`` makes one), each step
-    waited for through its completion markers: the same corpus as the local executor. Slow (``-m slow``): each of
-    the stage's dozen pipelines pays Slurm's scheduling and a Python start per task; CI runs the shorter chain of
-    tests/test_executors.py on the same cluster."""
+    waited for through its completion markers: the same corpus as the local executor. Exhaustive (``-m
+    exhaustive``, not in ``make test``): each of the stage's dozen pipelines pays Slurm's scheduling and a Python
+    start per task; CI runs the shorter chain of tests/test_executors.py on the same cluster."""
     import os
 
     partition = os.environ.get("SWALLOW_SLURM_PARTITION")

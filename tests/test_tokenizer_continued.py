@@ -10,7 +10,9 @@ import sentencepiece as spm
 
 from swallowlib.tokenizer import continued
 from swallowlib.tokenizer.merge import CONTROL, WS, classify_reachability, is_japanese_char, load_proto, merge_models
-from tests.test_tokenizer_merge import BATTERY, EN, JA, JA_HELDOUT, _sp, _train
+from tests.samples import BATTERY, EN, JA, JA_HELDOUT
+from tests.samples import spm_processor as _sp
+from tests.samples import train_spm as _train
 
 N_NEW = 120
 

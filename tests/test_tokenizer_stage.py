@@ -12,7 +12,7 @@ from swallowlib import paths
 from swallowlib.config import ConfigError, load_config
 from swallowlib.corpus import pipeline
 from swallowlib.tokenizer import stage
-from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+from tests.samples import EN_SENTENCES, JA_SENTENCES
 
 
 @pytest.fixture(scope="module")

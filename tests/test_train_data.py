@@ -14,12 +14,7 @@ import pytest
 
 from swallowlib.tokenizer.export import load_hf
 from swallowlib.train import data as tdata
-from tests.train_helpers import PROFILE, shared_tree, use_runs, write_config, write_split
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return shared_tree(tmp_path_factory)
+from tests.train_helpers import PROFILE, use_runs, write_config, write_split
 
 
 def _src(name, n_tokens, L=8, offset=0):

@@ -8,12 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train_helpers import PROFILE, launch_alongside, shared_tree, write_config
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return shared_tree(tmp_path_factory)
+from tests.train_helpers import PROFILE, launch_alongside, write_config
 
 
 def _losses(out):
@@ -21,6 +16,7 @@ def _losses(out):
     return {r["step"]: r["loss"] for r in rows if "event" not in r}
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_matches_one_process(tree, tmp_path):
     runs = tmp_path / "runs"
     for part in ("corpus", "tokenizer"):

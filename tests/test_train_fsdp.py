@@ -6,25 +6,17 @@ another process count is refused with one clear line."""
 
 import json
 import shutil
-import signal
 import subprocess
-import time
 
-import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from swallowlib import paths, train
 from swallowlib.train import checkpoint
-from tests.train_helpers import PROFILE, env, free_port, launch_alongside, shared_tree, write_config
+from tests.train_helpers import PROFILE, env, free_port, launch_alongside, sigkill_when, write_config
 
 RUN = {"init": "scratch", "tokenizer": "base", "mix": {"ja": 0.5, "en": 0.5}, "tokens": 12 * 256}
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return shared_tree(tmp_path_factory)
 
 
 def _runs(tree, tmp_path):
@@ -50,6 +42,7 @@ def _launch_two(config, run, runs, **kw):
     return train.launch(config, run, 2, env=env(runs), quiet=True, main_process_port=free_port(), **kw)
 
 
+@pytest.mark.slow
 def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
     """From pretrained weights (the base run's), as GPU profiles start: rank 0 loads them, rank 1 gets its shards."""
     runs = _runs(tree, tmp_path)
@@ -80,6 +73,7 @@ def test_fsdp_on_two_processes_matches_one_process(tree, tmp_path):
         torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_sigkilled_fsdp_run_resumes_to_the_uninterrupted_weights(tree, tmp_path):
     runs = _runs(tree, tmp_path)
     long = {**RUN, "tokens": 40 * 256}
@@ -91,16 +85,12 @@ def test_sigkilled_fsdp_run_resumes_to_the_uninterrupted_weights(tree, tmp_path)
     _launch_two(config, "a", runs)
     out_b = runs / PROFILE / "train" / "b"
     cmd = train.launch_command(config, "b", 2, main_process_port=free_port(), extra_args=("--no-progress",))
-    b = subprocess.Popen(cmd, env=env(runs), cwd=paths.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not checkpoint.list_checkpoints(out_b / "checkpoints") and b.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    # The launcher and both training processes at once (torchrun's workers do not share its process group).
-    procs = [psutil.Process(b.pid), *psutil.Process(b.pid).children(recursive=True)]
-    for p in procs:
-        p.send_signal(signal.SIGKILL)
-    psutil.wait_procs(procs, timeout=30)
-    b.wait()
+    log = tmp_path / "b.log"
+    with log.open("w") as fb:
+        b = subprocess.Popen(cmd, env=env(runs), cwd=paths.ROOT, stdin=subprocess.DEVNULL, stdout=fb,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+    # The launcher and both training processes at once, once the first sharded checkpoint is complete.
+    sigkill_when(b, lambda: bool(checkpoint.list_checkpoints(out_b / "checkpoints")), log=log)
     assert not (out_b / "final").exists(), "the kill came too late to test anything"
     killed_at = checkpoint.list_checkpoints(out_b / "checkpoints")
     assert killed_at and killed_at[-1][0] < 40
@@ -113,6 +103,7 @@ def test_sigkilled_fsdp_run_resumes_to_the_uninterrupted_weights(tree, tmp_path)
         assert torch.equal(wa[k], wb[k]), k
 
 
+@pytest.mark.slow
 def test_resume_on_another_process_count_is_refused(tree, tmp_path):
     runs = _runs(tree, tmp_path)
     config = _config(tree, tmp_path / "w.yaml", {"w": {**RUN, "tokens": 20 * 256}}, fsdp=True, processes=2,

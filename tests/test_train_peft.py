@@ -9,16 +9,16 @@ import torch
 from safetensors.torch import load_file
 
 from swallowlib.train import checkpoint
-from tests.train_helpers import PROFILE, make_expanded_init, shared_tree, train_inprocess, write_config
+from tests.train_helpers import PROFILE, make_expanded_init, train_inprocess, write_config
 
 OLD_ROWS = 300  # the base tokenizer of the test tree
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    t = shared_tree(tmp_path_factory)
-    make_expanded_init(t["runs"])
-    return t
+def tree(tree):
+    """conftest's tree with stage 03's stand-in output (the expanded initialisation) added."""
+    make_expanded_init(tree["runs"])
+    return tree
 
 
 def _weights(d):

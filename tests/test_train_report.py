@@ -8,12 +8,7 @@ import pytest  # noqa: E402
 
 from swallowlib import train  # noqa: E402
 from swallowlib.train import report  # noqa: E402
-from tests.train_helpers import PROFILE, shared_tree, use_runs  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return shared_tree(tmp_path_factory)
+from tests.train_helpers import PROFILE, use_runs  # noqa: E402
 
 
 def test_metrics_figure_and_table(tree):

@@ -7,7 +7,6 @@ import logging
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -16,12 +15,7 @@ from swallowlib.config import ConfigError
 from swallowlib.train import checkpoint
 from swallowlib.train.__main__ import main as cli
 from swallowlib.train.engine import TrainError
-from tests.train_helpers import PROFILE, env, shared_tree, train_cmd, train_inprocess, use_runs, write_config
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return shared_tree(tmp_path_factory)
+from tests.train_helpers import PROFILE, env, sigkill_when, train_cmd, train_inprocess, use_runs, write_config
 
 
 def _two_identical_runs(d):
@@ -32,35 +26,36 @@ def _two_identical_runs(d):
     d["train"]["checkpoint_fractions"] = [0.25, 1.0]
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_is_bitwise_identical(tree, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(tree["runs"] / PROFILE / "corpus", runs / PROFILE / "corpus")
     shutil.copytree(tree["runs"] / PROFILE / "tokenizer", runs / PROFILE / "tokenizer")
     config = write_config(tree["config"], tmp_path / "k.yaml", _two_identical_runs)
-    out_b = runs / PROFILE / "train" / "b"
-    kw = dict(env=env(runs), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=paths.ROOT)
-    a = subprocess.Popen(train_cmd(config, "a"), **kw)  # the uninterrupted run, alongside
-    b = subprocess.Popen(train_cmd(config, "b"), **kw)
-    deadline = time.time() + 120
-    while not checkpoint.list_checkpoints(out_b / "checkpoints") and b.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    b.send_signal(signal.SIGKILL)
-    b.wait()
-    assert b.returncode == -signal.SIGKILL, b.stderr.read()
+    out_a, out_b = runs / PROFILE / "train" / "a", runs / PROFILE / "train" / "b"
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    # Logs go to files: a pipe nobody reads until the end would stall a chatty child.
+    kw = dict(env=env(runs), cwd=paths.ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    with log_a.open("w") as fa, log_b.open("w") as fb:
+        a = subprocess.Popen(train_cmd(config, "a"), stdout=fa, **kw)  # the uninterrupted run, alongside
+        b = subprocess.Popen(train_cmd(config, "b"), stdout=fb, **kw)
+    try:
+        sigkill_when(b, lambda: bool(checkpoint.list_checkpoints(out_b / "checkpoints")), log=log_b)
+    except BaseException:
+        a.kill()
+        a.wait()
+        raise
+    assert b.returncode == -signal.SIGKILL, log_b.read_text()[-2000:]
     assert not (out_b / "final").exists(), "the kill came too late to test anything"
     killed_at = checkpoint.list_checkpoints(out_b / "checkpoints")
     assert killed_at and killed_at[-1][0] < 60
-    again = subprocess.run(train_cmd(config, "b"), capture_output=True, **{k: v for k, v in kw.items() if k not in (
-        "stdout", "stderr")})  # fmt: skip
+    again = subprocess.run(train_cmd(config, "b"), env=env(runs), cwd=paths.ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming from step-" in again.stderr
-    assert a.wait() == 0, a.stderr.read()[-2000:]
-    out_a = runs / PROFILE / "train" / "a"
+    assert a.wait() == 0, log_a.read_text()[-2000:]
     for rel in ("final/model.safetensors", "milestones/step-00000015/model.safetensors"):
         assert (out_a / rel).read_bytes() == (out_b / rel).read_bytes(), rel
     # The metrics of the killed attempt beyond the checkpoint were dropped: one row per logged step.
-    import json
-
     rows = [json.loads(x) for x in (out_b / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in rows if "event" not in r]
     assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 60

@@ -1,7 +1,8 @@
 """A miniature stage-01/02 output tree for the training tests: corpus splits (ja, en, parallel) as directories of
 Parquet shards, as stage 01 writes them (the Japanese training split in two shards), and two HF tokenizers (an
 English "base" and a larger mixed "expanded") under a temporary ``runs/`` directory, plus a profile config with a tiny
-model. Built once per test session (~2 s)."""
+model (:func:`build_tree`); tests/conftest.py's ``tree`` fixture builds it once per session and trains its ``base``
+run. Also the ways tests start training (in process, as a subprocess, two launches side by side) and wait for it."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import random
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import yaml
 
 from swallowlib import paths
 from swallowlib.tokenizer import base, export
-from tests.test_pipeline import EN_SENTENCES, JA_SENTENCES
+from tests.samples import EN_SENTENCES, JA_SENTENCES
 
 PROFILE = "pytest-train"
 
@@ -201,15 +205,36 @@ def train_inprocess(config: Path, run: str, runs: Path, *, max_steps: int | None
         return train(job, acc, max_steps=max_steps)
 
 
-_SHARED: dict = {}
-
-
-def shared_tree(tmp_path_factory) -> dict:
-    """The session's test tree with the ``base`` run trained (in-process) once: ``{"root", "runs", "config"}``."""
-    if not _SHARED:
-        root = tmp_path_factory.mktemp("train-tree")
-        config = build_tree(root)
-        runs = root / "runs"
-        train_inprocess(config, "base", runs)
-        _SHARED.update(root=root, runs=runs, config=config)
-    return _SHARED
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], *, timeout: float = 900,
+                 log: Path | None = None) -> None:  # fmt: skip
+    """Poll ``ready()`` until it holds, then SIGKILL ``proc`` and every process under it (a launcher's workers are not
+    in its process group) and wait for them. A run on a loaded machine can take minutes to reach the state a
+    test wants to kill it in, so there is no fixed sleep: the timeout only bounds a run that never gets there. If
+    ``proc`` exits first or the timeout passes, everything is killed all the same and the test fails, with the tail
+    of ``log``."""
+    deadline = time.monotonic() + timeout
+    problem = None
+    while not ready():
+        if proc.poll() is not None:
+            problem = f"exited with {proc.returncode} before it was ready to be killed"
+            break
+        if time.monotonic() > deadline:
+            problem = f"not ready to be killed after {timeout:.0f} s"
+            break
+        time.sleep(0.05)
+    procs = []
+    if proc.returncode is None:  # once reaped, its pid may belong to another process
+        try:
+            procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()  # Popen reaps its own child: psutil would take its exit status and leave Popen a returncode of 0
+    psutil.wait_procs(procs[1:], timeout=60)
+    if problem:
+        tail = log.read_text(errors="replace")[-3000:] if log and log.is_file() else ""
+        raise AssertionError(f"{' '.join(map(str, proc.args))}: {problem}\n{tail}")
