@@ -1,6 +1,11 @@
-"""The GPU check's code path, run on CPU with a tiny model (``--dry-run``) so it cannot rot between GPU sessions. Both
-tests pass on a CUDA host too: the dry run keeps its process on the CPU, and "no GPU" is simulated."""
+"""The GPU check (``make gpu-check``). Its code path runs on CPU with a tiny model (``--dry-run``) so it cannot rot
+between GPU sessions; these CPU tests pass on a CUDA host too (the dry run keeps its process on the CPU, and "no GPU"
+is simulated). On a CUDA host, ``-m gpu`` runs the real check as ``make gpu-check`` does (minutes):
 
+    .venv/bin/python -m pytest tests/test_train_gpu_check.py -m gpu
+"""
+
+import pytest
 import torch
 
 from swallowlib.train import gpu_check
@@ -33,3 +38,14 @@ def test_the_default_check_is_the_tinyllama_profile_batch():
     assert gpu_check.predicted_peak("tinyllama", micro, seq, fsdp=False, checkpointing=False, precision="bf16") < (
         0.85 * 80 * 2**30
     )
+
+
+@pytest.mark.gpu
+def test_the_real_gpu_check_passes(tmp_path, capsys):
+    """``make gpu-check`` on this machine's GPU: throughput and MFU, memory against the memory model, resume within
+    bf16 tolerance, FSDP on one GPU; its last line is PASS."""
+    with use_runs(tmp_path / "runs"):
+        rc = gpu_check.main(["--out", str(tmp_path / "work")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and out[-1].startswith("PASS"), "\n".join(out[-5:])
+    assert any(line.startswith("gpu-check: cuda") for line in out)  # it ran on the GPU, not the CPU fallback
