@@ -5,7 +5,6 @@ Run: .venv/bin/pytest tests/test_tokenizer_merge.py -q
 
 from __future__ import annotations
 
-import io
 import random
 
 import pytest
@@ -22,71 +21,9 @@ from swallowlib.tokenizer.merge import (
     merge_models,
     unreachable_pieces,
 )
-
-EN = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Use the --force option to overwrite the existing configuration file.",
-    "This program is free software; you can redistribute it and/or modify it.",
-    "The kernel allocates memory for the new process and returns its identifier.",
-    "If the file does not exist, the command creates it with mode 0644.",
-    "Linux is a family of open source operating systems based on the kernel.",
-    "Install the package with apt-get install python3-numpy and restart the server.",
-    "The function returns zero on success and a negative error code on failure.",
-    "Set the environment variable HOME before running the installation script.",
-    "Each thread has its own stack, but all threads share the same address space.",
-    "Print the version number and exit; see the manual page for more details.",
-    "The network interface is configured by the DHCP client at boot time.",
-]
-JA = [
-    "吾輩は猫である。名前はまだ無い。",
-    "このプログラムはフリーソフトウェアです。再配布や変更ができます。",
-    "ファイルが存在しない場合、コマンドは新しいファイルを作成します。",
-    "カーネルは新しいプロセスのためにメモリを割り当て、その識別子を返します。",
-    "設定ファイルを上書きするには --force オプションを使います。",
-    "関数は成功すると 0 を返し、失敗するとエラーコードを返します。",
-    "インストールする前に環境変数 HOME を設定してください。",
-    "各スレッドは自分のスタックを持ちますが、アドレス空間は共有します。",
-    "ネットワークインターフェースは起動時に DHCP クライアントによって設定されます。",
-    "詳しくはマニュアルページを参照してください。Linux のカーネルについて説明します。",
-    "日本語の文章を正しく処理するために、文字コードは UTF-8 を使用します。",
-    "東京都の天気は晴れです。明日は雨が降るでしょう。",
-]
-JA_HELDOUT = [
-    "新しいファイルを作成するには、このコマンドを使ってください。",
-    "プロセスが終了すると、カーネルはメモリを解放します。",
-    "設定を変更した後は、サーバーを再起動してください。",
-]
-LLAMA = dict(
-    model_type="bpe", byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
-    add_dummy_prefix=True, remove_extra_whitespaces=False, max_sentencepiece_length=16,
-    character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False,
-    minloglevel=2, num_threads=1,
-)
-
-# Texts without any Japanese-script character: the invariance claim covers all of them.
-BATTERY = EN + [
-    "def merge(a, b):\n    return {**a, **b}  # dict union",
-    "for (int i = 0; i < n; ++i) { sum += x[i]; }",
-    "3.14159 2718281828 1,000,000 0x7fff -42 1e-9",
-    "tabs\tand\t\ttabs and    four spaces     and trailing   ",
-    "   leading spaces and\nnewlines\n\n\nand\r\ncarriage returns",
-    "emoji 😀🎉👍🏽 and flags 🇯🇵 and ZWJ 👨‍👩‍👧",
-    "café naïve résumé Ærøskøbing — “quotes” ‘single’ → arrows ≤ ≥ × ÷",
-    "Привет мир, Γειά σου κόσμε, مرحبا",
-    "control \x01\x02\x1b[31m chars \x7f",
-    "",
-    " ",
-    "\n",
-    "▁ literal markers ▁▁",
-    "<s> </s> <unk> <0x41> <unused_0>",
-]
-
-
-def _train(sents: list[str], vocab: int, **kw) -> bytes:
-    bio = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sents), model_writer=bio, vocab_size=vocab,
-                                   **{**LLAMA, **kw})
-    return bio.getvalue()
+from tests.samples import BATTERY, EN, JA, JA_HELDOUT
+from tests.samples import spm_processor as _sp
+from tests.samples import train_spm as _train
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +34,6 @@ def models(tmp_path_factory):
     out = d / "merged.model"
     report = merge_models(base, extra, out)
     return base, extra, out, report
-
-
-def _sp(model) -> spm.SentencePieceProcessor:
-    if isinstance(model, bytes):
-        return spm.SentencePieceProcessor(model_proto=model)
-    return spm.SentencePieceProcessor(model_file=str(model))
 
 
 def test_base_entries_byte_identical(models):
@@ -245,6 +176,36 @@ def test_blocked_piece_known_answer():
     got = classify_reachability(model, ["ab", "bc", "cd", "abcd", "xyz"])
     assert got == {"abcd": "blocked", "xyz": "no_split"}
     assert unreachable_pieces(model, ["abcd", "a", "xyz"]) == ["abcd", "xyz"]
+
+
+def test_merge_known_answer(tmp_path):
+    """Two hand-written models whose merge can be worked out on paper (ids, pieces, scores, padding, encodings).
+
+    base:  0 <unk>  1 <s>  2 </s>  3 a -1  4 b -2  5 東 -3  6 京 -4  7 都 -5  8 ab -6     (lowest score -6)
+    extra: 東 京 都 (in base), 東京, 東京都, 京都 (new, in this order), ab (in base), ba (ASCII), é (no Japanese)
+    merged: 9 東京 -7  10 東京都 -8  11 京都 -9  (one below the lowest base score, then one lower per rank), then
+    12..15 <unused_0..3> (CONTROL, score 0) up to 16 = 2 x 8. "東京都": 東+京 (-7) beats 京+都 (-9), then 東京+都."""
+    base = _hand_bpe([("a", -1), ("b", -2), ("東", -3), ("京", -4), ("都", -5), ("ab", -6)])
+    extra = _hand_bpe([("東", -1), ("京", -1), ("都", -1), ("東京", -2), ("東京都", -3), ("京都", -4), ("ab", -5),
+                       ("ba", -6), ("é", -7)])  # fmt: skip
+    rep = merge_models(base, extra, tmp_path / "m.model")
+    assert (rep.base_size, rep.extra_size, rep.added, rep.first_new_id, rep.min_base_score) == (9, 12, 3, 9, -6.0)
+    assert rep.skipped == {"in_base": 4, "non_normal": 3, "ascii": 1, "no_japanese": 1, "unreachable": 0}
+    assert (rep.padding, rep.final_size, rep.unreachable, rep.added_pieces) == (4, 16, [], ["東京", "東京都", "京都"])
+    m = load_proto(tmp_path / "m.model")
+    assert [(p.piece, p.score, p.type) for p in m.pieces[9:]] == [
+        ("東京", -7.0, NORMAL), ("東京都", -8.0, NORMAL), ("京都", -9.0, NORMAL),
+        ("<unused_0>", 0.0, CONTROL), ("<unused_1>", 0.0, CONTROL), ("<unused_2>", 0.0, CONTROL),
+        ("<unused_3>", 0.0, CONTROL),
+    ]  # fmt: skip
+    assert m.trainer_spec.vocab_size == 16
+    sb, sm = _sp(base), _sp(tmp_path / "m.model")
+    assert [sm.id_to_piece(i) for i in range(9)] == ["<unk>", "<s>", "</s>", "a", "b", "東", "京", "都", "ab"]
+    assert sb.encode("東京都", out_type=str) == ["東", "京", "都"] and sb.encode("東京都") == [5, 6, 7]
+    assert sm.encode("東京都", out_type=str) == ["東京都"] and sm.encode("東京都") == [10]
+    assert sb.encode("京都東京") == [6, 7, 5, 6] and sm.encode("京都東京", out_type=str) == ["京都", "東京"]
+    assert sm.encode("京都東京") == [11, 9] and sm.decode([11, 9]) == "京都東京"
+    assert sb.encode("abba") == sm.encode("abba") == [8, 4, 3]  # "ba" was not added: English is untouched
 
 
 def test_bad_input(models, tmp_path):
