@@ -13,7 +13,8 @@ the constants and margins of the config's ``analysis:`` section. A difference of
 gets its standard error from a *paired* bootstrap over the held-out documents both scored (:func:`paired`, from the
 per-document samples stage 05 keeps); without samples the two stderrs of stage 05 are combined as if independent
 (conservative); with seed replicates (``<run>-s<k>``) the spread between seeds is part of the error. Every claim is
-a row, whether or not this profile measured it ("not measured" and why).
+a row, whether or not this profile measured it ("not measured" and why): one function, registered in the table's
+order by the :func:`claim` decorator, so a new claim is one more decorated function.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,12 +34,14 @@ from matplotlib.ticker import FuncFormatter
 from swallowlib import matrix, paths
 from swallowlib import verdict as rules
 from swallowlib.config import AnalysisConfig, Config, load_config
+from swallowlib.plotting import plain_log_axis
 from swallowlib.provenance import save_figure, write_json_atomic, write_text_atomic
 from swallowlib.verdict import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, Estimate
 
 log = logging.getLogger(__name__)
 
 BPB = "bits_per_byte"
+BEYOND = "beyond the paper"
 
 
 #: The paper's numbers and words, each with its source: the Swallow (Llama 2) model cards of Dec 2023 / Feb 2024
@@ -130,6 +134,15 @@ def _result_json(profile: str, run: str, step: int | None = None, table: pd.Data
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _per_document(profile: str, at: tuple[str, int | None], task: str, metric: str,
+                  table: pd.DataFrame | None) -> dict:  # fmt: skip
+    """lm-eval's per-document items of ``metric`` at checkpoint ``at`` (run, step), by document id; empty when that
+    checkpoint kept no samples of ``task``."""
+    res = _result_json(profile, *at, table)
+    samples = (res or {}).get("samples", {}).get(f"swallow_{task}", [])
+    return {s.get("doc_id"): tuple(s[metric]) for s in samples if metric in s}
+
+
 def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], task: str,
            metric: str = "bits_per_byte", iters: int = 1000, seed: int = 0,
            table: pd.DataFrame | None = None) -> tuple[float, float, int] | None:  # fmt: skip
@@ -146,14 +159,9 @@ def paired(profile: str, a: tuple[str, int | None], b: tuple[str, int | None], t
     f = CORPUS_AGGREGATIONS.get(metric)
     if f is None:  # a mean metric (ROUGE, accuracy): stage 05's own stderr is already the right one
         return None
-    items = []
-    for run, step in (a, b):
-        res = _result_json(profile, run, step, table)
-        samples = (res or {}).get("samples", {}).get(f"swallow_{task}", [])
-        by_doc = {s.get("doc_id"): tuple(s[metric]) for s in samples if metric in s}
-        if not by_doc:
-            return None
-        items.append(by_doc)
+    items = [_per_document(profile, at, task, metric, table) for at in (a, b)]
+    if not (items[0] and items[1]):
+        return None
     docs = sorted(set(items[0]) & set(items[1]))
     if len(docs) < 2:
         return None
@@ -297,18 +305,6 @@ def _base_label(at: tuple[str, int | None]) -> str:
     return "base" if at[0] == "base" else f"base ({at[0]} at step {at[1]}: its start weights)"
 
 
-def _base_row(ctx: _Ctx, claim: str, source: str, measure: str, paper: str,
-              task: str) -> tuple[Finding | None, tuple[str, int | None] | None]:  # fmt: skip
-    """The base's checkpoint for a "base → cpt-ve" row, or the row's "not measured" Finding."""
-    if nm := _needs(ctx, claim, source, measure, paper, ("cpt-ve",), (task,)):
-        return nm, None
-    at = base_at(ctx, task)
-    if at is None:
-        why = f"no {task} for the base model: neither a base run nor cpt-nve's step-0 checkpoint was evaluated"
-        return _not_measured(claim, source, measure, paper, why), None
-    return None, at
-
-
 def _value(df: pd.DataFrame, at: tuple[str, int | None], task: str, metric: str) -> tuple[float, float]:
     run, step = at
     if step is None:
@@ -320,137 +316,231 @@ def _value(df: pd.DataFrame, at: tuple[str, int | None], task: str, metric: str)
     return float(row["value"]), float(row["stderr"]) if pd.notna(row["stderr"]) else math.nan
 
 
-def _not_measured(claim: str, source: str, measure: str, paper: str, why: str) -> Finding:
-    return Finding(claim, source, measure, "—", paper, NOT_MEASURED, why)
+def _trained(c: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`curve` without its step-0 checkpoint (the start weights), renumbered."""
+    return c[c["tokens"] > 0].reset_index(drop=True)
 
 
-def _needs(ctx: _Ctx, claim: str, source: str, measure: str, paper: str, runs: tuple[str, ...],
-           tasks: tuple[str, ...] = ()) -> Finding | None:  # fmt: skip
+@dataclass(frozen=True)
+class Claim:
+    """A row of the findings table before it is measured: the claim, its source and the paper's side (fixed words),
+    and ``build(ctx, claim)``, which measures it and returns the row."""
+
+    text: str
+    source: str
+    paper: str
+    build: Callable[[_Ctx, Claim], Finding]
+
+    def row(self, measure: str, ours: str, verdict: str, reason: str) -> Finding:
+        return Finding(self.text, self.source, measure, ours, self.paper, verdict, reason)
+
+    def not_measured(self, measure: str, why: str) -> Finding:
+        return Finding(self.text, self.source, measure, "—", self.paper, NOT_MEASURED, why)
+
+
+#: Every row of the findings table, in the table's order: the order in which the functions below are defined.
+CLAIMS: list[Claim] = []
+
+
+def claim(text: str, paper: str, source: str = "paper") -> Callable:
+    """Register the decorated ``build(ctx, claim) -> Finding`` as the next row of the findings table: ``text`` is the
+    claim, ``paper`` a key of :data:`PAPER` (what the paper says), ``source`` "paper" or "beyond the paper"."""
+
+    def register(build: Callable[[_Ctx, Claim], Finding]) -> Callable[[_Ctx, Claim], Finding]:
+        CLAIMS.append(Claim(text, source, PAPER[paper], build))
+        return build
+
+    return register
+
+
+def _needs(ctx: _Ctx, c: Claim, measure: str, runs: tuple[str, ...], tasks: tuple[str, ...] = ()) -> Finding | None:
     """A "not measured" row naming what is missing, or None when every run has a result on every task."""
-    gone = ctx.missing(*runs)
-    if gone:
-        return _not_measured(
-            claim,
-            source,
-            measure,
-            paper,
-            f"no results for run(s) {', '.join(gone)} in this profile (train.runs / eval.runs)",
-        )
+    if gone := ctx.missing(*runs):
+        why = f"no results for run(s) {', '.join(gone)} in this profile (train.runs / eval.runs)"
+        return c.not_measured(measure, why)
     no_task = [f"{r}/{t}" for r in runs for t in tasks if not ctx.has_task(r, t)]
     if no_task:
-        return _not_measured(
-            claim, source, measure, paper, f"no bits per byte for {', '.join(no_task)} (eval.tasks of this profile)"
-        )
+        return c.not_measured(measure, f"no bits per byte for {', '.join(no_task)} (eval.tasks of this profile)")
     return None
 
 
+def _base_row(ctx: _Ctx, c: Claim, measure: str, task: str) -> tuple[Finding | None, tuple[str, int | None] | None]:
+    """The base's checkpoint for a "base → cpt-ve" row, or the row's "not measured" Finding."""
+    if nm := _needs(ctx, c, measure, ("cpt-ve",), (task,)):
+        return nm, None
+    at = base_at(ctx, task)
+    if at is None:
+        why = f"no {task} for the base model: neither a base run nor cpt-nve's step-0 checkpoint was evaluated"
+        return c.not_measured(measure, why), None
+    return None, at
+
+
 def findings(cfg: Config | str | Path) -> pd.DataFrame:
-    """The findings table: every claim of the paper and the project's own, with our measurement and a verdict.
+    """The findings table: every claim of the paper and the project's own (:data:`CLAIMS`), with our measurement and
+    a verdict.
 
     Every row is always present: a claim whose inputs this profile lacks reads "not measured" and says why.
     """
     cfg = cfg if isinstance(cfg, Config) else load_config(cfg)
     ctx = _Ctx(cfg, results(cfg.profile), set(_runs(cfg)) | set(matrix.study_runs(cfg)))
-    rows: list[Finding] = []
-    for row in (_ja_improves, _keeps_improving, _en_retained, _tokens_cheaper, _trains_faster, _ve_vs_nve, _matched,
-                _inference_speed, _summarisation_cost, _confound, _parallel_translation, _parallel_no_harm,
-                _cpt_vs_scratch, _cpt_vs_scratch_total, _longer, _abilities, _ood_improves, _init_findings,
-                _naive_merge, _ood_tokens, _continued_vs_naive, _chars_arm, _vocab_sweep):  # fmt: skip
-        rows += row(ctx)
-    return pd.DataFrame([asdict(r) for r in rows])
+    return pd.DataFrame([asdict(c.build(ctx, c)) for c in CLAIMS])
 
 
-# --- the paper's claims -----------------------------------------------------------------------------------------
+# --- the claims, in the table's order ---------------------------------------------------------------------------
 
 
-def _ja_improves(ctx: _Ctx) -> list[Finding]:
-    claim, measure = "Japanese improves with continual pre-training", "JA bits/byte, base → cpt-ve (lower is better)"
-    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["ja_improves"], "bpb_ja")
+@claim("Japanese improves with continual pre-training", "ja_improves")
+def _ja_improves(ctx: _Ctx, c: Claim) -> Finding:
+    measure = "JA bits/byte, base → cpt-ve (lower is better)"
+    nm, at = _base_row(ctx, c, measure, "bpb_ja")
     if nm:
-        return [nm]
+        return nm
     (b, bse), (v, vse) = _value(ctx.df, at, "bpb_ja", BPB), _value(ctx.df, ("cpt-ve", None), "bpb_ja", BPB)
     verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, "bpb_ja"), lower_is_better=True)
     measure = measure.replace("base", _base_label(at), 1) + "; superiority"
-    ours = f"{_fmt(b, bse)} → {_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', 'bpb_ja')}"
-    return [Finding(claim, "paper", measure, ours, PAPER["ja_improves"], verdict_, reason)]
+    return c.row(measure, f"{_fmt(b, bse)} → {_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', 'bpb_ja')}", verdict_, reason)
 
 
-def _keeps_improving(ctx: _Ctx) -> list[Finding]:
-    claim = "… and keeps improving with more data"
+@claim("… and keeps improving with more data", "monotonic")
+def _keeps_improving(ctx: _Ctx, c: Claim) -> Finding:
+    """Every interval between consecutive checkpoints of cpt-ve, each a paired difference."""
     measure = "JA bits/byte of cpt-ve at each checkpoint; superiority of every interval"
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["monotonic"], ("cpt-ve",), ("bpb_ja",)):
-        return [nm]
-    c = curve(ctx.df, "cpt-ve", "bpb_ja")
-    c = c[c["tokens"] > 0]
+    if nm := _needs(ctx, c, measure, ("cpt-ve",), ("bpb_ja",)):
+        return nm
+    cv = _trained(curve(ctx.df, "cpt-ve", "bpb_ja"))
+    if len(cv) < 2:
+        why = f"cpt-ve has {len(cv)} evaluated checkpoint(s); a trend needs 2 (eval.milestones)"
+        return c.not_measured(measure, why)
     steps = curve_steps(ctx.df, "cpt-ve", "bpb_ja")
-    if len(c) < 2:
-        return [
-            _not_measured(
-                claim,
-                "paper",
-                measure,
-                PAPER["monotonic"],
-                f"cpt-ve has {len(c)} evaluated checkpoint(s); a trend needs 2 (eval.milestones)",
-            )
-        ]
-    parts = []
-    for s0, s1 in zip(steps, steps[1:], strict=False):
-        e = difference(ctx, ("cpt-ve", s1), ("cpt-ve", s0), "bpb_ja")
-        parts.append(rules.superiority(e, lower_is_better=True))
+    parts = [rules.superiority(difference(ctx, ("cpt-ve", s1), ("cpt-ve", s0), "bpb_ja"), lower_is_better=True)
+             for s0, s1 in zip(steps, steps[1:], strict=False)]  # fmt: skip
     verdicts = [v for v, _ in parts]
     falls = sum(v == HOLDS for v in verdicts)
     reason = f"{falls} of {len(parts)} intervals fall beyond their interval; last: {parts[-1][1]}"
-    bad = [i for i, v in enumerate(verdicts) if v == FAILS]
-    if bad:
+    if bad := [i for i, v in enumerate(verdicts) if v == FAILS]:
         reason += f"; rises beyond the interval after checkpoint(s) {bad}"
-    return [
-        Finding(
-            claim,
-            "paper",
-            measure.replace("each checkpoint", ", ".join(f"{t / 1e3:,.0f}k" for t in c["tokens"]) + " tokens"),
-            " → ".join(f"{x:.3f}" for x in c["value"]),
-            PAPER["monotonic"],
-            rules.all_of(verdicts),
-            reason,
-        )
-    ]
+    measure = measure.replace("each checkpoint", ", ".join(f"{t / 1e3:,.0f}k" for t in cv["tokens"]) + " tokens")
+    return c.row(measure, " → ".join(f"{x:.3f}" for x in cv["value"]), rules.all_of(verdicts), reason)
 
 
-def _en_retained(ctx: _Ctx) -> list[Finding]:
+@claim("English is largely retained", "en_retained")
+def _en_retained(ctx: _Ctx, c: Claim) -> Finding:
     m = ctx.ac.en_retained_margin
-    claim = "English is largely retained"
     measure = f"EN bits/byte, base → cpt-ve (JA is 90 % of the CPT data); non-inferiority, margin +{m:.0%}"
-    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["en_retained"], "bpb_en")
+    nm, at = _base_row(ctx, c, measure, "bpb_en")
     if nm:
-        return [nm]
+        return nm
     (b, bse), (v, vse) = _value(ctx.df, at, "bpb_en", BPB), _value(ctx.df, ("cpt-ve", None), "bpb_en", BPB)
     verdict_, reason = rules.non_inferiority(run_difference(ctx, "cpt-ve", at, "bpb_en").scaled(1 / b), m)
-    return [Finding(claim, "paper", measure.replace("base", _base_label(at), 1),
-                    f"{_fmt(b, bse)} → {_fmt(v, vse)} ({(v - b) / b:+.1%})", PAPER["en_retained"], verdict_,
-                    reason)]  # fmt: skip
+    return c.row(measure.replace("base", _base_label(at), 1), f"{_fmt(b, bse)} → {_fmt(v, vse)} ({(v - b) / b:+.1%})",
+                 verdict_, reason)  # fmt: skip
 
 
-def _ve_vs_nve(ctx: _Ctx) -> list[Finding]:
+def _efficiency_lines(profile: str) -> tuple[pd.DataFrame, dict] | None:
+    """Tokens per line of the Japanese held-out domains (stage 02) and which tokenizer each expansion extends."""
+    d = _tok_dir(profile)
+    if not (d / "efficiency_lines.csv").is_file():
+        return None
+    return pd.read_csv(d / "efficiency_lines.csv"), json.loads((d / "report.json").read_text())["expansion_of"]
+
+
+def _tok_dir(profile: str) -> Path:
+    from swallowlib.tokenizer.stage import tokenizer_dir
+
+    return tokenizer_dir(profile)
+
+
+def token_ratio(lines: pd.DataFrame, a: str, b: str, iters: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """``tokens(a) / tokens(b)`` summed over ``lines``, and its bootstrap stderr with lines resampled (so a domain
+    of a few hundred characters gets the wide interval its size deserves).
+
+    >>> t = pd.DataFrame({"x_tokens": [1, 1, 1, 1], "y_tokens": [2, 2, 2, 2]})
+    >>> token_ratio(t, "x", "y")
+    (0.5, 0.0)
+    """
+    ta, tb = lines[f"{a}_tokens"].to_numpy(float), lines[f"{b}_tokens"].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(ta), (iters, len(ta)))
+    boots = ta[idx].sum(1) / tb[idx].sum(1)
+    return float(ta.sum() / tb.sum()), float(np.std(boots, ddof=1))
+
+
+_INDOMAIN, _OOD = "held-out manuals", "out of domain"
+
+
+def _english_unchanged(profile: str) -> str:
+    """Held-out English lines whose ids each expansion leaves unchanged, of those checked (stage 02's invariants)."""
+    inv = json.loads((_tok_dir(profile) / "invariants.json").read_text())
+    return "; ".join(f"{k} {x['english_lines_identical']}/{x['english_lines']}" for k, x in inv.items()
+                     if "english_lines" in x)  # fmt: skip
+
+
+@claim("Vocabulary expansion makes Japanese cheaper to process", "efficient")
+def _tokens_cheaper(ctx: _Ctx, c: Claim) -> Finding:
+    measure = "tokens for held-out JA manuals, expanded / the base it extends (lines resampled); superiority below 1"
+    got = _efficiency_lines(ctx.p)
+    if got is None:
+        return c.not_measured(measure, "stage 02 wrote no efficiency_lines.csv")
+    lines, expansion_of = got
+    indom = lines[lines["domain"].str.contains(_INDOMAIN)]
+    r, se = token_ratio(indom, "expanded", expansion_of["expanded"])
+    e = rules.from_stderr(r - 1, se, ctx.ac.z, "bootstrap stderr over lines")
+    v, how = rules.superiority(e, lower_is_better=True)
+    ours = [f"expanded / {expansion_of['expanded']} {r:.3f} ± {se:.3f} ({1 / r:.2f}× the text per token)"]
+    if "llama2+ja16k" in expansion_of:
+        r2, se2 = token_ratio(indom, "llama2+ja16k", "llama2")
+        ours.append(f"Llama 2 + 16k / Llama 2 {r2:.3f} ± {se2:.3f} (the paper's pair)")
+    return c.row(measure, "; ".join(ours), v, f"ratio − 1: {how}; English ids unchanged ({_english_unchanged(ctx.p)})")
+
+
+@claim("Expansion trains on more Japanese per FLOP", "train_eff", BEYOND)
+def _trains_faster(ctx: _Ctx, c: Claim) -> Finding:
+    """Japanese text per unit of training compute. Per FLOP is a property of the data, tokenizer and model (JA
+    characters per token over FLOPs per token); per second also depends on the machine's load while each run trained,
+    which a shared machine does not hold constant, so it is shown, not judged."""
+    measure = (
+        f"JA characters per PFLOP of training, cpt-ve / cpt-nve; superiority over 1 (medians of the logged steps, no "
+        f"stderr: ±{ctx.ac.rel_floor:.0%}); per second shown, not judged (load-dependent)"
+    )
+    tr_eff = training_efficiency(ctx.p, [r for r in ("cpt-nve", "cpt-ve") if r in ctx.runs])
+    if len(tr_eff) < 2:
+        return c.not_measured(measure, "needs the training metrics of both cpt-ve and cpt-nve")
+    nve, ve = (tr_eff.set_index("run").loc[r] for r in ("cpt-nve", "cpt-ve"))
+    ratio_s = ve["JA chars/s (median)"] / nve["JA chars/s (median)"]
+    ratio_f = ve["JA chars per PFLOP"] / nve["JA chars per PFLOP"]
+    verdict_, how = rules.superiority(rules.without_stderr(ratio_f - 1, ratio_f, ctx.ac.rel_floor), False)
+    ours = (f"{ratio_f:.2f}× per FLOP; {ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} "
+            f"chars/s ({ratio_s:.2f}×)")  # fmt: skip
+    reason = (f"per-FLOP ratio − 1: {how}; FLOPs/token {ve['FLOPs/token (M)']:.1f}M vs {nve['FLOPs/token (M)']:.1f}M "
+              f"(larger embedding), each token covers more text; tokens/s {ve['tokens/s (median)']:,.0f} vs "
+              f"{nve['tokens/s (median)']:,.0f} as logged")  # fmt: skip
+    return c.row(measure, ours, verdict_, reason)
+
+
+def _ve_vs_nve(ctx: _Ctx, c: Claim, lang: str) -> Finding:
+    """cpt-ve vs cpt-nve on one language at equal training tokens (non-inferiority of VE)."""
     m = ctx.ac.expansion_cost_margin
-    out = []
-    for lang, key in (("ja", "ve_nve_ja"), ("en", "ve_nve_en")):
-        name = "Japanese" if lang == "ja" else "English"
-        claim = f"Expansion costs little: {name} VE no worse than NVE"
-        measure = (
-            f"{lang.upper()} bits/byte, cpt-ve vs cpt-nve at equal training tokens; non-inferiority, margin +{m:.0%}"
-        )
-        task = f"bpb_{lang}"
-        if nm := _needs(ctx, claim, "paper", measure, PAPER[key], ("cpt-ve", "cpt-nve"), (task,)):
-            out.append(nm)
-            continue
-        (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
-        e = run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n)
-        verdict_, reason = rules.non_inferiority(e, m)
-        if e.hi < 0:  # non-inferiority passes an improvement too: say so, and why there is one
-            reason += "; VE is in fact better: at equal tokens it has seen more text"
-        ours = f"{_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', task)} vs {_fmt(n, nse)}{_seed_note(ctx, 'cpt-nve', task)}"
-        out.append(Finding(claim, "paper", measure, ours, PAPER[key], verdict_, reason))
-    return out
+    measure = f"{lang.upper()} bits/byte, cpt-ve vs cpt-nve at equal training tokens; non-inferiority, margin +{m:.0%}"
+    task = f"bpb_{lang}"
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-nve"), (task,)):
+        return nm
+    (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
+    e = run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n)
+    verdict_, reason = rules.non_inferiority(e, m)
+    if e.hi < 0:  # non-inferiority passes an improvement too: say so, and why there is one
+        reason += "; VE is in fact better: at equal tokens it has seen more text"
+    ours = f"{_fmt(v, vse)}{_seed_note(ctx, 'cpt-ve', task)} vs {_fmt(n, nse)}{_seed_note(ctx, 'cpt-nve', task)}"
+    return c.row(measure, ours, verdict_, reason)
+
+
+@claim("Expansion costs little: Japanese VE no worse than NVE", "ve_nve_ja")
+def _ve_vs_nve_ja(ctx: _Ctx, c: Claim) -> Finding:
+    return _ve_vs_nve(ctx, c, "ja")
+
+
+@claim("Expansion costs little: English VE no worse than NVE", "ve_nve_en")
+def _ve_vs_nve_en(ctx: _Ctx, c: Claim) -> Finding:
+    return _ve_vs_nve(ctx, c, "en")
 
 
 def exposure(profile: str, run: str) -> pd.DataFrame | None:
@@ -473,54 +563,81 @@ def _at(expo: pd.DataFrame, tokens: float, col: str) -> float:
     return float(np.interp(tokens, expo["tokens"], expo[col]))
 
 
-def _matched(ctx: _Ctx) -> list[Finding]:
-    """VE vs NVE at equal Japanese text seen and at equal training FLOPs, not equal tokens: NVE's bits per byte is
-    interpolated between its two checkpoints that bracket VE's exposure; both paired differences (same documents)
-    are interpolated with the same weight, and so are their half-widths (an upper bound of the combination's)."""
-    m, task, src, out = ctx.ac.expansion_cost_margin, "bpb_ja", "beyond the paper", []
-    axes = (("ja_chars", "Japanese characters seen"), ("flops", "training FLOPs"))
-    for col, label in axes:
-        claim = f"At equal {label}, Japanese VE no worse than NVE"
-        measure = (f"JA bits/byte of cpt-ve vs cpt-nve interpolated to the same {label} (milestones, from the "
-                   f"training logs); non-inferiority, margin +{m:.0%}")  # fmt: skip
-        if nm := _needs(ctx, claim, src, measure, PAPER["ve_nve_ja"], ("cpt-ve", "cpt-nve"), (task,)):
-            out.append(nm)
-            continue
-        ev, en = exposure(ctx.p, "cpt-ve"), exposure(ctx.p, "cpt-nve")
-        if ev is None or en is None:
-            out.append(_not_measured(claim, src, measure, PAPER["ve_nve_ja"], "no training logs for cpt-ve/cpt-nve"))
-            continue
-        ve_steps, nve_steps = curve_steps(ctx.df, "cpt-ve", task), curve_steps(ctx.df, "cpt-nve", task)
-        cv, cn = curve(ctx.df, "cpt-ve", task), curve(ctx.df, "cpt-nve", task)
-        cv, cn = cv[cv["tokens"] > 0].reset_index(drop=True), cn[cn["tokens"] > 0].reset_index(drop=True)
-        xn = np.array([_at(en, t, col) for t in cn["tokens"]])
-        best = None
-        for i, t in enumerate(cv["tokens"]):  # the latest VE checkpoint whose exposure NVE's curve brackets
-            x = _at(ev, t, col)
-            k = int(np.searchsorted(xn, x)) - 1
-            if 0 <= k < len(xn) - 1:
-                best = (i, x, k, (x - xn[k]) / (xn[k + 1] - xn[k]))
-        if best is None:
-            why = f"no cpt-ve checkpoint whose {label} lies between two cpt-nve checkpoints"
-            out.append(_not_measured(claim, src, measure, PAPER["ve_nve_ja"], why))
-            continue
-        i, x, k, w = best
-        d0, d1 = (difference(ctx, ("cpt-ve", ve_steps[i]), ("cpt-nve", nve_steps[j]), task) for j in (k, k + 1))
-        nve_v = (1 - w) * cn["value"][k] + w * cn["value"][k + 1]
-        e = Estimate((1 - w) * d0.d + w * d1.d, (1 - w) * d0.h + w * d1.h, d0.basis + ", interpolated")
-        verdict_, reason = rules.non_inferiority(e.scaled(1 / nve_v), m)
-        unit = f"{x / 1e6:.2f}M chars" if col == "ja_chars" else f"{x / 1e12:.2f} TFLOP"
-        ours = (f"{cv['value'][i]:.3f} vs {nve_v:.3f} at {unit} (cpt-ve at {cv['tokens'][i] / 1e3:,.0f}k tokens; "
-                f"cpt-nve between {cn['tokens'][k] / 1e3:,.0f}k and {cn['tokens'][k + 1] / 1e3:,.0f}k)")  # fmt: skip
-        out.append(Finding(claim, src, measure, ours, PAPER["ve_nve_ja"], verdict_, reason))
-    return out
+def _bracket(cv: pd.DataFrame, cn: pd.DataFrame, ev: pd.DataFrame, en: pd.DataFrame,
+             col: str) -> tuple[int, float, int, float] | None:  # fmt: skip
+    """The latest cpt-ve checkpoint (of ``cv``) whose exposure ``col`` lies between two cpt-nve checkpoints (of
+    ``cn``): its index, that exposure, the index of the cpt-nve checkpoint below it and the weight of the one above;
+    None when there is none."""
+    xn = np.array([_at(en, t, col) for t in cn["tokens"]])
+    best = None
+    for i, t in enumerate(cv["tokens"]):
+        x = _at(ev, t, col)
+        k = int(np.searchsorted(xn, x)) - 1
+        if 0 <= k < len(xn) - 1:
+            best = (i, x, k, (x - xn[k]) / (xn[k + 1] - xn[k]))
+    return best
 
 
-def _summarisation_cost(ctx: _Ctx) -> list[Finding]:
-    return [_summarisation(ctx, "words", "Expansion's cost is in summarisation", "paper", PAPER["summ_cost"])]
+def _matched(ctx: _Ctx, c: Claim, col: str, label: str) -> Finding:
+    """VE vs NVE at equal Japanese text seen or at equal training FLOPs (``col``), not equal tokens: NVE's bits per
+    byte is interpolated between its two checkpoints that bracket VE's exposure; both paired differences (same
+    documents) are interpolated with the same weight, and so are their half-widths (an upper bound of the
+    combination's)."""
+    m, task = ctx.ac.expansion_cost_margin, "bpb_ja"
+    measure = (f"JA bits/byte of cpt-ve vs cpt-nve interpolated to the same {label} (milestones, from the "
+               f"training logs); non-inferiority, margin +{m:.0%}")  # fmt: skip
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-nve"), (task,)):
+        return nm
+    ev, en = exposure(ctx.p, "cpt-ve"), exposure(ctx.p, "cpt-nve")
+    if ev is None or en is None:
+        return c.not_measured(measure, "no training logs for cpt-ve/cpt-nve")
+    cv, cn = _trained(curve(ctx.df, "cpt-ve", task)), _trained(curve(ctx.df, "cpt-nve", task))
+    best = _bracket(cv, cn, ev, en, col)
+    if best is None:
+        return c.not_measured(measure, f"no cpt-ve checkpoint whose {label} lies between two cpt-nve checkpoints")
+    i, x, k, w = best
+    ve_steps, nve_steps = curve_steps(ctx.df, "cpt-ve", task), curve_steps(ctx.df, "cpt-nve", task)
+    d0, d1 = (difference(ctx, ("cpt-ve", ve_steps[i]), ("cpt-nve", nve_steps[j]), task) for j in (k, k + 1))
+    nve_v = (1 - w) * cn["value"][k] + w * cn["value"][k + 1]
+    e = Estimate((1 - w) * d0.d + w * d1.d, (1 - w) * d0.h + w * d1.h, d0.basis + ", interpolated")
+    verdict_, reason = rules.non_inferiority(e.scaled(1 / nve_v), m)
+    unit = f"{x / 1e6:.2f}M chars" if col == "ja_chars" else f"{x / 1e12:.2f} TFLOP"
+    ours = (f"{cv['value'][i]:.3f} vs {nve_v:.3f} at {unit} (cpt-ve at {cv['tokens'][i] / 1e3:,.0f}k tokens; "
+            f"cpt-nve between {cn['tokens'][k] / 1e3:,.0f}k and {cn['tokens'][k + 1] / 1e3:,.0f}k)")  # fmt: skip
+    return c.row(measure, ours, verdict_, reason)
 
 
-def _summarisation(ctx: _Ctx, unit: str, claim: str, source: str, paper: str) -> Finding:
+@claim("At equal Japanese characters seen, Japanese VE no worse than NVE", "ve_nve_ja", BEYOND)
+def _matched_text(ctx: _Ctx, c: Claim) -> Finding:
+    return _matched(ctx, c, "ja_chars", "Japanese characters seen")
+
+
+@claim("At equal training FLOPs, Japanese VE no worse than NVE", "ve_nve_ja", BEYOND)
+def _matched_compute(ctx: _Ctx, c: Claim) -> Finding:
+    return _matched(ctx, c, "flops", "training FLOPs")
+
+
+@claim("Expansion makes Japanese generation faster", "efficient")
+def _inference_speed(ctx: _Ctx, c: Claim) -> Finding:
+    """Greedy Japanese generation, cpt-ve vs cpt-nve in interleaved rounds (stage 05, swallowlib.eval.speed): each
+    round's ratio of characters per second is one replicate, so the interval is Student's t over the rounds."""
+    from swallowlib.eval import speed
+
+    measure = ("JA characters generated per second, cpt-ve / cpt-nve (greedy, same prompts, interleaved rounds); "
+               "superiority over 1, t over the rounds")  # fmt: skip
+    path = speed.speed_path(ctx.p)
+    if not path.is_file():
+        return c.not_measured(measure, "stage 05 measured no generation speed (it needs cpt-ve and cpt-nve)")
+    r = json.loads(path.read_text(encoding="utf-8"))["ratio"]
+    e = rules.over_seeds([rules.exact(x - 1, "one round") for x in r["per_round"]], ctx.ac.z, unit="round")
+    verdict_, how = rules.superiority(e, lower_is_better=False)
+    ours = (f"{r['chars_per_s']:.2f}× chars/s (median of {len(r['per_round'])} rounds, {r['min']:.2f}–{r['max']:.2f}); "
+            f"{r['chars_per_token']:.2f}× chars per token, {r['ms_per_token']:.2f}× ms per token")  # fmt: skip
+    return c.row(measure, ours, verdict_, f"ratio − 1: {how}; the vocabulary's share is the chars-per-token ratio, "
+                                          "the larger output layer's cost the ms-per-token ratio")  # fmt: skip
+
+
+def _summarisation(ctx: _Ctx, c: Claim, unit: str) -> Finding:
     """VE − NVE ROUGE-2 on Japanese synopses, on MeCab words (``unit='words'``) or model tokens; superiority of NVE."""
     metric = f"rouge2_{unit}"
     measure = (
@@ -529,21 +646,26 @@ def _summarisation(ctx: _Ctx, unit: str, claim: str, source: str, paper: str) ->
     )
     (v, vse), (n, nse) = (final(ctx.df, r, "synopsis_ja", metric) for r in ("cpt-ve", "cpt-nve"))
     if math.isnan(v) or math.isnan(n):
-        return _not_measured(claim, source, measure, paper, "no synopsis_ja results for cpt-ve and cpt-nve")
+        return c.not_measured(measure, "no synopsis_ja results for cpt-ve and cpt-nve")
     e = run_difference(ctx, "cpt-ve", "cpt-nve", "synopsis_ja", metric)
     verdict_, reason = rules.superiority(e, lower_is_better=False)
     # superiority(VE) holding = VE better = the claimed cost absent; the claim is the opposite direction
     verdict_ = {HOLDS: FAILS, FAILS: HOLDS}.get(verdict_, verdict_)
     if max(v, n) < ctx.ac.gen_floor:
         verdict_, reason = INCONCLUSIVE, f"both below {ctx.ac.gen_floor}: the models do not summarise yet ({e.text()})"
-    return Finding(claim, source, measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", paper, verdict_, reason)
+    return c.row(measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", verdict_, reason)
 
 
-def _confound(ctx: _Ctx) -> list[Finding]:
+@claim("Expansion's cost is in summarisation", "summ_cost")
+def _summarisation_cost(ctx: _Ctx, c: Claim) -> Finding:
+    return _summarisation(ctx, c, "words")
+
+
+@claim("Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)", "confound", BEYOND)
+def _confound(ctx: _Ctx, c: Claim) -> Finding:
     """The XL-Sum confound: identical summaries scored on MeCab words vs each tokenizer's tokens (lead baseline)."""
     from swallowlib.eval import report as eval_report
 
-    claim = "Token-level ROUGE-2 penalises a larger vocabulary (the XL-Sum confound)"
     measure = (
         "ROUGE-2 of the same lead-sentence summaries of the JA synopsis set, scored on MeCab words vs each "
         "tokenizer's tokens (exact: same texts)"
@@ -551,35 +673,25 @@ def _confound(ctx: _Ctx) -> list[Finding]:
     try:
         probe = eval_report.confound_probe(ctx.p)
     except FileNotFoundError as e:  # no synopsis task or no tokenizers in this profile
-        return [_not_measured(claim, "beyond the paper", measure, PAPER["confound"], f"no probe: {e}")]
+        return c.not_measured(measure, f"no probe: {e}")
     ja = probe[probe["lang"] == "ja"].set_index("unit")["rouge2"]
     en = probe[probe["lang"] == "en"].set_index("unit")["rouge2"]
     base, exp = ja.get("base tokens", math.nan), ja.get("expanded tokens", math.nan)
-    models = _summarisation(ctx, "tokens", "", "", "")
-    return [
-        Finding(
-            claim,
-            "beyond the paper",
-            measure,
-            "; ".join(f"{u} {x:.3f}" for u, x in ja.items()),
-            PAPER["confound"],
-            HOLDS if exp < base else FAILS,
-            f"same texts, expanded-token ROUGE-2 {exp / base:.2f}× base-token ROUGE-2 "
-            f"(English control: {en.get('expanded tokens', math.nan) / en.get('base tokens', math.nan):.2f}×); "
-            f"the trained models: token ROUGE-2 {models.ours} ({models.verdict})",
-        )
-    ]
+    models = _summarisation(ctx, c, "tokens")  # only its numbers and verdict are shown, beside the probe's
+    reason = (f"same texts, expanded-token ROUGE-2 {exp / base:.2f}× base-token ROUGE-2 "
+              f"(English control: {en.get('expanded tokens', math.nan) / en.get('base tokens', math.nan):.2f}×); "
+              f"the trained models: token ROUGE-2 {models.ours} ({models.verdict})")  # fmt: skip
+    return c.row(measure, "; ".join(f"{u} {x:.3f}" for u, x in ja.items()), HOLDS if exp < base else FAILS, reason)
 
 
-def _parallel_translation(ctx: _Ctx) -> list[Finding]:
-    claim = "Parallel text improves translation"
+@claim("Parallel text improves translation", "parallel")
+def _parallel_translation(ctx: _Ctx, c: Claim) -> Finding:
     measure = (
         "log-likelihood of the reference translation (bits/byte), cpt-ve-para vs cpt-ve; superiority in "
         "both directions (chrF shown)"
     )
-    tasks = ("translate_en_ja_ref", "translate_ja_en_ref")
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["parallel"], ("cpt-ve", "cpt-ve-para"), tasks):
-        return [nm]
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-ve-para"), ("translate_en_ja_ref", "translate_ja_en_ref")):
+        return nm
     verdicts, ours, reasons = [], [], []
     for d in ("en_ja", "ja_en"):
         task = f"translate_{d}_ref"
@@ -589,18 +701,15 @@ def _parallel_translation(ctx: _Ctx) -> list[Finding]:
         verdicts.append(v)
         ours.append(f"{d.replace('_', '→')}: {a:.3f} vs {b:.3f}")
         reasons.append(f"{d.replace('_', '→')} {v}: {how}; chrF {ca:.1f} vs {cb:.1f}")
-    return [
-        Finding(claim, "paper", measure, "; ".join(ours), PAPER["parallel"], rules.all_of(verdicts), "; ".join(reasons))
-    ]
+    return c.row(measure, "; ".join(ours), rules.all_of(verdicts), "; ".join(reasons))
 
 
-def _parallel_no_harm(ctx: _Ctx) -> list[Finding]:
+@claim("… without hurting the other tasks", "parallel_other")
+def _parallel_no_harm(ctx: _Ctx, c: Claim) -> Finding:
     m = ctx.ac.no_harm_margin
-    claim = "… without hurting the other tasks"
     measure = f"JA/EN bits/byte, cpt-ve-para vs cpt-ve; non-inferiority, margin +{m:.0%}"
-    paper = PAPER["parallel_other"]
-    if nm := _needs(ctx, claim, "paper", measure, paper, ("cpt-ve", "cpt-ve-para"), ("bpb_ja", "bpb_en")):
-        return [nm]
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-ve-para"), ("bpb_ja", "bpb_en")):
+        return nm
     verdicts, ours, reasons = [], [], []
     for lang in ("ja", "en"):
         task = f"bpb_{lang}"
@@ -614,42 +723,7 @@ def _parallel_no_harm(ctx: _Ctx) -> list[Finding]:
         f"monolingual Japanese {mix_para.get('ja', 0):.0%} of the tokens vs {mix_ve.get('ja', 0):.0%}, "
         f"parallel pairs {mix_para.get('parallel', 0):.0%}"
     )
-    return [Finding(claim, "paper", measure, "; ".join(ours), paper, rules.all_of(verdicts), "; ".join(reasons))]
-
-
-def _cpt_vs_scratch(ctx: _Ctx) -> list[Finding]:
-    return [_vs_scratch(ctx, "scratch-ve", "CPT beats training from scratch at equal tokens",
-                        "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens); superiority at the "
-                        "last checkpoint")]  # fmt: skip
-
-
-def _cpt_vs_scratch_total(ctx: _Ctx) -> list[Finding]:
-    """The fairer comparison: the CPT model has also had the base run's tokens, so scratch gets as many in all."""
-    total = matrix.SCRATCH + matrix.TOTAL_SUFFIX
-    return [_vs_scratch(ctx, total, "CPT beats training from scratch at equal total tokens (base + CPT)",
-                        f"JA / EN bits/byte, cpt-ve (the base run's tokens + its own) vs {total} (as many tokens "
-                        "of the CPT mix, same tokenizer); superiority at the last checkpoint")]  # fmt: skip
-
-
-def _vs_scratch(ctx: _Ctx, scratch: str, claim: str, measure: str) -> Finding:
-    tasks = ("bpb_ja", "bpb_en")
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["scratch"], ("cpt-ve", scratch), tasks):
-        return nm
-    verdicts, ours, reasons = [], [], []
-    for task in tasks:
-        lang = task[-2:].upper()
-        c, s = curve(ctx.df, "cpt-ve", task), curve(ctx.df, scratch, task)
-        m = c.merge(s, on="tokens", suffixes=("_cpt", "_scratch"))
-        m = m[m["tokens"] > 0]
-        lower = int((m["value_cpt"] < m["value_scratch"]).sum())
-        v, how = rules.superiority(run_difference(ctx, "cpt-ve", scratch, task), lower_is_better=True)
-        verdicts.append(v)
-        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve", scratch))
-        ours.append(f"{lang} {a:.3f} vs {b:.3f}{_seed_note(ctx, 'cpt-ve', task)}")
-        at = f"; CPT lower at {lower}/{len(m)} checkpoints of equal tokens" if len(m) else ""
-        reasons.append(f"{lang} {v}: {how}{at}")
-    return Finding(claim, "paper", measure, "; ".join(ours), PAPER["scratch"], rules.all_of(verdicts),
-                   "; ".join(reasons))  # fmt: skip
+    return c.row(measure, "; ".join(ours), rules.all_of(verdicts), "; ".join(reasons))
 
 
 def _seed_note(ctx: _Ctx, run: str, task: str) -> str:
@@ -659,16 +733,55 @@ def _seed_note(ctx: _Ctx, run: str, task: str) -> str:
     return f" (seeds: {', '.join(f'{v:.3f}' for v in vals)})" if len(vals) > 1 else ""
 
 
-def _longer(ctx: _Ctx) -> list[Finding]:
+def _vs_scratch(ctx: _Ctx, c: Claim, scratch: str, measure: str) -> Finding:
+    tasks = ("bpb_ja", "bpb_en")
+    if nm := _needs(ctx, c, measure, ("cpt-ve", scratch), tasks):
+        return nm
+    verdicts, ours, reasons = [], [], []
+    for task in tasks:
+        lang = task[-2:].upper()
+        m = _trained(curve(ctx.df, "cpt-ve", task).merge(curve(ctx.df, scratch, task), on="tokens",
+                                                         suffixes=("_cpt", "_scratch")))  # fmt: skip
+        lower = int((m["value_cpt"] < m["value_scratch"]).sum())
+        v, how = rules.superiority(run_difference(ctx, "cpt-ve", scratch, task), lower_is_better=True)
+        verdicts.append(v)
+        (a, _), (b, _) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-ve", scratch))
+        ours.append(f"{lang} {a:.3f} vs {b:.3f}{_seed_note(ctx, 'cpt-ve', task)}")
+        at = f"; CPT lower at {lower}/{len(m)} checkpoints of equal tokens" if len(m) else ""
+        reasons.append(f"{lang} {v}: {how}{at}")
+    return c.row(measure, "; ".join(ours), rules.all_of(verdicts), "; ".join(reasons))
+
+
+@claim("CPT beats training from scratch at equal tokens", "scratch")
+def _cpt_vs_scratch(ctx: _Ctx, c: Claim) -> Finding:
+    return _vs_scratch(ctx, c, "scratch-ve", "JA / EN bits/byte, cpt-ve vs scratch-ve (same tokenizer, data, tokens); "
+                                             "superiority at the last checkpoint")  # fmt: skip
+
+
+@claim("CPT beats training from scratch at equal total tokens (base + CPT)", "scratch")
+def _cpt_vs_scratch_total(ctx: _Ctx, c: Claim) -> Finding:
+    """The fairer comparison: the CPT model has also had the base run's tokens, so scratch gets as many in all."""
+    total = matrix.SCRATCH + matrix.TOTAL_SUFFIX
+    return _vs_scratch(ctx, c, total, f"JA / EN bits/byte, cpt-ve (the base run's tokens + its own) vs {total} (as "
+                                      "many tokens of the CPT mix, same tokenizer); superiority at the last "
+                                      "checkpoint")  # fmt: skip
+
+
+def _last_tokens(ctx: _Ctx, run: str) -> int:
+    sub = ctx.df[(ctx.df["run"] == run) & (ctx.df["task"] == "bpb_ja")]
+    return int(sub["tokens"].max())
+
+
+@claim("VE's lead over NVE shrinks with more training", "longer")
+def _longer(ctx: _Ctx, c: Claim) -> Finding:
     """Does VE's lead shrink with more tokens? The gap VE − NVE at the end of the short runs vs at the end of their
     continuations (the same runs trained on, on the data where they stopped): each gap is a paired difference over
     the same documents; the two are combined as if independent (they share the documents, so this is conservative)."""
     ve_l, nve_l = matrix.VE + matrix.LONG_SUFFIX, matrix.NVE + matrix.LONG_SUFFIX
-    claim = "VE's lead over NVE shrinks with more training"
     measure = ("JA bits/byte gap cpt-ve − cpt-nve at the end of the runs vs at the end of their continuations "
                "(cpt-ve-long, cpt-nve-long); superiority of a gap closer to 0")  # fmt: skip
-    if nm := _needs(ctx, claim, "paper", measure, PAPER["longer"], ("cpt-ve", "cpt-nve", ve_l, nve_l), ("bpb_ja",)):
-        return [nm]
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-nve", ve_l, nve_l), ("bpb_ja",)):
+        return nm
     g0 = difference(ctx, ("cpt-ve", None), ("cpt-nve", None), "bpb_ja")
     g1 = difference(ctx, (ve_l, None), (nve_l, None), "bpb_ja")
     e = Estimate(g1.d - g0.d, math.hypot(g0.h, g1.h), "the two gaps' paired intervals combined")
@@ -678,348 +791,170 @@ def _longer(ctx: _Ctx) -> list[Finding]:
     (v0, _), (n0, _), (v1, _), (n1, _) = (final(ctx.df, r, "bpb_ja", BPB) for r in ("cpt-ve", "cpt-nve", ve_l, nve_l))
     ours = (f"gap {g0.d:+.3f} at {t0 / 1e6:.1f}M tokens → {g1.d:+.3f} at {t1 / 1e6:.1f}M "
             f"(VE {v0:.3f} → {v1:.3f}; NVE {n0:.3f} → {n1:.3f})")  # fmt: skip
-    return [Finding(claim, "paper", measure, ours, PAPER["longer"], verdict_, f"gap change {how}")]
+    return c.row(measure, ours, verdict_, f"gap change {how}")
 
 
-def _last_tokens(ctx: _Ctx, run: str) -> int:
-    sub = ctx.df[(ctx.df["run"] == run) & (ctx.df["task"] == "bpb_ja")]
-    return int(sub["tokens"].max())
+_ABILITY_NAMES = {"faq_ja_ref": "FAQ ja", "translate_en_ja_ref": "en→ja", "translate_ja_en_ref": "ja→en",
+                  "faq_en_ref": "FAQ en"}  # fmt: skip
 
 
-def _abilities(ctx: _Ctx) -> list[Finding]:
+@claim("Japanese question answering gains most from CPT", "abilities")
+def _abilities(ctx: _Ctx, c: Claim) -> Finding:
     """Which Japanese ability gains most: the relative drop, base → cpt-ve, of the conditional bits per byte of the
     FAQ answers given their question vs of the reference translations into Japanese given their source."""
-    claim = "Japanese question answering gains most from CPT"
     measure = ("relative change of conditional bits/byte, base → cpt-ve: JA FAQ answers given the question vs JA "
                "reference translations given the English source; superiority of the FAQ's drop")  # fmt: skip
-    tasks = ("faq_ja_ref", "translate_en_ja_ref", "translate_ja_en_ref", "faq_en_ref")
-    nm, at = _base_row(ctx, claim, "paper", measure, PAPER["abilities"], tasks[0])
+    nm, at = _base_row(ctx, c, measure, "faq_ja_ref")
     if nm:
-        return [nm]
+        return nm
     rel = {}
-    for task in tasks:
+    for task in _ABILITY_NAMES:
         b = _value(ctx.df, at, task, BPB)[0]
         e = run_difference(ctx, "cpt-ve", at, task) if ctx.has_task("cpt-ve", task) else None
         if e is not None and not math.isnan(b):
             rel[task] = e.scaled(1 / b)
     if not {"faq_ja_ref", "translate_en_ja_ref"} <= set(rel):
         why = "needs faq_ja_ref and translate_en_ja_ref for the base and cpt-ve (eval.tasks: faq_ja, translate_en_ja)"
-        return [_not_measured(claim, "paper", measure, PAPER["abilities"], why)]
+        return c.not_measured(measure, why)
     f, t = rel["faq_ja_ref"], rel["translate_en_ja_ref"]
     e = Estimate(f.d - t.d, math.hypot(f.h, t.h), "the two tasks' intervals combined (different documents)")
     verdict_, how = rules.superiority(e, lower_is_better=True)
-    names = {"faq_ja_ref": "FAQ ja", "translate_en_ja_ref": "en→ja", "translate_ja_en_ref": "ja→en",
-             "faq_en_ref": "FAQ en"}  # fmt: skip
-    ours = "; ".join(f"{names[k]} {v.d:+.0%}" for k, v in rel.items())
-    return [Finding(claim, "paper", measure.replace("base", _base_label(at), 1), ours, PAPER["abilities"], verdict_,
-                    f"FAQ − en→ja relative change {how}")]  # fmt: skip
+    ours = "; ".join(f"{_ABILITY_NAMES[k]} {v.d:+.0%}" for k, v in rel.items())
+    return c.row(measure.replace("base", _base_label(at), 1), ours, verdict_, f"FAQ − en→ja relative change {how}")
 
 
-# --- beyond the paper -------------------------------------------------------------------------------------------
-
-
-def _ood_improves(ctx: _Ctx) -> list[Finding]:
-    """Held-out Japanese from outside the corpus's domain (literature, a tutorial, an essay): does CPT carry over,
-    and does expansion still cost little there?"""
-    task, out = "bpb_ja_ood", []
-    claim = "Japanese improves out of the training domain too"
-    measure = "JA bits/byte on literature / tutorial / essay text, base → cpt-ve; superiority"
-    src = "beyond the paper"
-    nm, at = _base_row(ctx, claim, src, measure, PAPER["ood"], task)
+@claim("Japanese improves out of the training domain too", "ood", BEYOND)
+def _ood_improves(ctx: _Ctx, c: Claim) -> Finding:
+    """Held-out Japanese from outside the corpus's domain (literature, a tutorial, an essay): does CPT carry over?"""
+    task, measure = "bpb_ja_ood", "JA bits/byte on literature / tutorial / essay text, base → cpt-ve; superiority"
+    nm, at = _base_row(ctx, c, measure, task)
     if nm:
-        out.append(nm)
-    else:
-        (b, bse), (v, vse) = _value(ctx.df, at, task, BPB), _value(ctx.df, ("cpt-ve", None), task, BPB)
-        verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, task), lower_is_better=True)
-        out.append(Finding(claim, src, measure.replace("base", _base_label(at), 1), f"{_fmt(b, bse)} → {_fmt(v, vse)}",
-                           PAPER["ood"], verdict_, reason))  # fmt: skip
-    m = ctx.ac.expansion_cost_margin
-    claim = "… and expansion costs little there: VE no worse than NVE out of domain"
+        return nm
+    (b, bse), (v, vse) = _value(ctx.df, at, task, BPB), _value(ctx.df, ("cpt-ve", None), task, BPB)
+    verdict_, reason = rules.superiority(run_difference(ctx, "cpt-ve", at, task), lower_is_better=True)
+    return c.row(measure.replace("base", _base_label(at), 1), f"{_fmt(b, bse)} → {_fmt(v, vse)}", verdict_, reason)
+
+
+@claim("… and expansion costs little there: VE no worse than NVE out of domain", "ood", BEYOND)
+def _ood_ve_vs_nve(ctx: _Ctx, c: Claim) -> Finding:
+    m, task = ctx.ac.expansion_cost_margin, "bpb_ja_ood"
     measure = f"out-of-domain JA bits/byte, cpt-ve vs cpt-nve; non-inferiority, margin +{m:.0%}"
-    if nm := _needs(ctx, claim, src, measure, PAPER["ood"], ("cpt-ve", "cpt-nve"), (task,)):
-        out.append(nm)
-    else:
-        (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
-        verdict_, reason = rules.non_inferiority(run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n), m)
-        out.append(Finding(claim, src, measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", PAPER["ood"], verdict_, reason))
-    return out
+    if nm := _needs(ctx, c, measure, ("cpt-ve", "cpt-nve"), (task,)):
+        return nm
+    (n, nse), (v, vse) = (final(ctx.df, r, task, "bits_per_byte") for r in ("cpt-nve", "cpt-ve"))
+    verdict_, reason = rules.non_inferiority(run_difference(ctx, "cpt-ve", "cpt-nve", task).scaled(1 / n), m)
+    return c.row(measure, f"{_fmt(v, vse)} vs {_fmt(n, nse)}", verdict_, reason)
 
 
-def _trains_faster(ctx: _Ctx) -> list[Finding]:
-    """Japanese text per unit of training compute. Per FLOP is a property of the data, tokenizer and model (JA
-    characters per token over FLOPs per token); per second also depends on the machine's load while each run trained,
-    which a shared machine does not hold constant, so it is shown, not judged."""
-    claim = "Expansion trains on more Japanese per FLOP"
-    measure = (
-        f"JA characters per PFLOP of training, cpt-ve / cpt-nve; superiority over 1 (medians of the logged steps, no "
-        f"stderr: ±{ctx.ac.rel_floor:.0%}); per second shown, not judged (load-dependent)"
-    )
-    tr_eff = training_efficiency(ctx.p, [r for r in ("cpt-nve", "cpt-ve") if r in ctx.runs])
-    if len(tr_eff) < 2:
-        why = "needs the training metrics of both cpt-ve and cpt-nve"
-        return [_not_measured(claim, "beyond the paper", measure, PAPER["train_eff"], why)]
-    nve, ve = (tr_eff.set_index("run").loc[r] for r in ("cpt-nve", "cpt-ve"))
-    ratio_s = ve["JA chars/s (median)"] / nve["JA chars/s (median)"]
-    ratio_f = ve["JA chars per PFLOP"] / nve["JA chars per PFLOP"]
-    verdict_, how = rules.superiority(rules.without_stderr(ratio_f - 1, ratio_f, ctx.ac.rel_floor), False)
-    ours = (f"{ratio_f:.2f}× per FLOP; {ve['JA chars/s (median)']:,.0f} vs {nve['JA chars/s (median)']:,.0f} "
-            f"chars/s ({ratio_s:.2f}×)")  # fmt: skip
-    reason = (f"per-FLOP ratio − 1: {how}; FLOPs/token {ve['FLOPs/token (M)']:.1f}M vs {nve['FLOPs/token (M)']:.1f}M "
-              f"(larger embedding), each token covers more text; tokens/s {ve['tokens/s (median)']:,.0f} vs "
-              f"{nve['tokens/s (median)']:,.0f} as logged")  # fmt: skip
-    return [Finding(claim, "beyond the paper", measure, ours, PAPER["train_eff"], verdict_, reason)]
+_MOP = "mean-of-pieces"
+_NO_INIT_TABLES = "stage 03 has not written its bits-per-character tables"
 
 
-def _inference_speed(ctx: _Ctx) -> list[Finding]:
-    """Greedy Japanese generation, cpt-ve vs cpt-nve in interleaved rounds (stage 05, swallowlib.eval.speed): each
-    round's ratio of characters per second is one replicate, so the interval is Student's t over the rounds."""
-    from swallowlib.eval import speed
-
-    claim = "Expansion makes Japanese generation faster"
-    measure = ("JA characters generated per second, cpt-ve / cpt-nve (greedy, same prompts, interleaved rounds); "
-               "superiority over 1, t over the rounds")  # fmt: skip
-    path = speed.speed_path(ctx.p)
-    if not path.is_file():
-        why = "stage 05 measured no generation speed (it needs cpt-ve and cpt-nve)"
-        return [_not_measured(claim, "paper", measure, PAPER["efficient"], why)]
-    r = json.loads(path.read_text(encoding="utf-8"))["ratio"]
-    e = rules.over_seeds([rules.exact(x - 1, "one round") for x in r["per_round"]], ctx.ac.z, unit="round")
-    verdict_, how = rules.superiority(e, lower_is_better=False)
-    ours = (f"{r['chars_per_s']:.2f}× chars/s (median of {len(r['per_round'])} rounds, {r['min']:.2f}–{r['max']:.2f}); "
-            f"{r['chars_per_token']:.2f}× chars per token, {r['ms_per_token']:.2f}× ms per token")  # fmt: skip
-    return [Finding(claim, "paper", measure, ours, PAPER["efficient"], verdict_,
-                    f"ratio − 1: {how}; the vocabulary's share is the chars-per-token ratio, the larger output layer's "
-                    "cost the ms-per-token ratio")]  # fmt: skip
-
-
-def _init_findings(ctx: _Ctx) -> list[Finding]:
-    """The four initialisations after the short CPT (per seed, paired by seed), and English right after the resize."""
+def _init_bpc(profile: str) -> pd.DataFrame | None:
+    """Stage 03's bits per character (stage, method, seed, language); None before stage 03 has written them."""
     from swallowlib.embedding_init import report as init_report
 
-    mop, src, z = "mean-of-pieces", "beyond the paper", ctx.ac.z
-    claim1, claim2 = ("The paper's init (mean of the base pieces) is the best of four",
-                      "Mean-of-pieces keeps English intact at step 0")  # fmt: skip
-    measure1 = (
-        "JA bits/char after the short CPT, mean [min, max] over seeds; superiority of mean-of-pieces over each "
-        "other method, paired by seed"
-    )
-    m = ctx.ac.no_harm_margin
-    measure2 = f"EN bits/char right after the resize vs the base model's; equivalence, margin ±{m:.0%}"
     try:
-        bpc = init_report.bpc(ctx.p)
+        return init_report.bpc(profile)
     except FileNotFoundError:
-        why = "stage 03 has not written its bits-per-character tables"
-        return [
-            _not_measured(claim1, src, measure1, PAPER["init"], why),
-            _not_measured(claim2, src, measure2, PAPER["init"], why),
-        ]
-    out = []
+        return None
+
+
+@claim("The paper's init (mean of the base pieces) is the best of four", "init", BEYOND)
+def _init_best(ctx: _Ctx, c: Claim) -> Finding:
+    """The four initialisations after the short CPT, per seed, mean-of-pieces paired by seed with each other one."""
+    measure = ("JA bits/char after the short CPT, mean [min, max] over seeds; superiority of mean-of-pieces over each "
+               "other method, paired by seed")  # fmt: skip
+    if (bpc := _init_bpc(ctx.p)) is None:
+        return c.not_measured(measure, _NO_INIT_TABLES)
     after = bpc[(bpc["stage"] == "after short CPT") & (bpc["lang"] == "ja")]
-    methods = sorted(set(after["method"]))
-    if mop not in methods or len(methods) < 2:
-        out.append(
-            _not_measured(
-                claim1,
-                src,
-                measure1,
-                PAPER["init"],
-                f"needs {mop} and another method after the short CPT (embedding_init.methods)",
-            )
-        )
-    else:
-        by = after.pivot_table(index="seed", columns="method", values="bpc")
-        g = after.groupby("method")["bpc"]
-        stats_ = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max()}).sort_values("mean")
-        fmt = "; ".join(f"{k} {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" for k, r in stats_.iterrows())
-        parts, verdicts = [], []
-        for other in (k for k in stats_.index if k != mop):
-            pair = by[[mop, other]].dropna()
-            e = rules.over_seeds([rules.exact(a - b, "one seed") for a, b in pair.itertuples(index=False)], z)
-            v, how = rules.superiority(e, lower_is_better=True)
-            verdicts.append(v)
-            parts.append(f"vs {other} {v}: {how}")
-        out.append(
-            Finding(
-                claim1,
-                src,
-                measure1.replace("over seeds", f"over {len(by)} seeds"),
-                fmt,
-                PAPER["init"],
-                rules.all_of(verdicts),
-                "; ".join(parts),
-            )
-        )
+    methods = set(after["method"])
+    if _MOP not in methods or len(methods) < 2:
+        return c.not_measured(measure, f"needs {_MOP} and another method after the short CPT (embedding_init.methods)")
+    by = after.pivot_table(index="seed", columns="method", values="bpc")
+    g = after.groupby("method")["bpc"]
+    stats_ = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max()}).sort_values("mean")
+    parts, verdicts = [], []
+    for other in (k for k in stats_.index if k != _MOP):
+        pair = by[[_MOP, other]].dropna()
+        e = rules.over_seeds([rules.exact(a - b, "one seed") for a, b in pair.itertuples(index=False)], ctx.ac.z)
+        v, how = rules.superiority(e, lower_is_better=True)
+        verdicts.append(v)
+        parts.append(f"vs {other} {v}: {how}")
+    ours = "; ".join(f"{k} {r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" for k, r in stats_.iterrows())
+    return c.row(measure.replace("over seeds", f"over {len(by)} seeds"), ours, rules.all_of(verdicts), "; ".join(parts))
+
+
+@claim("Mean-of-pieces keeps English intact at step 0", "init", BEYOND)
+def _init_keeps_english(ctx: _Ctx, c: Claim) -> Finding:
+    """English right after the resize, before any training, relative to the base model's (per seed)."""
+    m = ctx.ac.no_harm_margin
+    measure = f"EN bits/char right after the resize vs the base model's; equivalence, margin ±{m:.0%}"
+    if (bpc := _init_bpc(ctx.p)) is None:
+        return c.not_measured(measure, _NO_INIT_TABLES)
     step0 = bpc[(bpc["stage"] == "step 0") & (bpc["lang"] == "en")]
     base_key = next((k for k in set(step0["method"]) if k.startswith("base")), None)
-    if base_key is None or mop not in set(step0["method"]):
-        out.append(
-            _not_measured(
-                claim2, src, measure2, PAPER["init"], f"needs step-0 EN bits/char of {mop} and the base model"
-            )
-        )
-    else:
-        base_v = float(step0[step0["method"] == base_key]["bpc"].mean())
-        per_seed = [rules.exact((x - base_v) / base_v, "one seed") for x in step0[step0["method"] == mop]["bpc"]]
-        v, how = rules.equivalence(rules.over_seeds(per_seed, z), m)
-        en0 = step0.groupby("method")["bpc"].mean()
-        d = (en0.drop(base_key) - base_v).sort_values()
-        out.append(
-            Finding(
-                claim2,
-                src,
-                measure2,
-                "; ".join(f"{k} {x:+.3f}" for k, x in d.items()),
-                PAPER["init"],
-                v,
-                f"{how}; the new output rows take probability mass from English tokens unless they look "
-                "like the pieces they replace",
-            )
-        )
-    return out
+    if base_key is None or _MOP not in set(step0["method"]):
+        return c.not_measured(measure, f"needs step-0 EN bits/char of {_MOP} and the base model")
+    base_v = float(step0[step0["method"] == base_key]["bpc"].mean())
+    per_seed = [rules.exact((x - base_v) / base_v, "one seed") for x in step0[step0["method"] == _MOP]["bpc"]]
+    v, how = rules.equivalence(rules.over_seeds(per_seed, ctx.ac.z), m)
+    d = (step0.groupby("method")["bpc"].mean().drop(base_key) - base_v).sort_values()
+    return c.row(measure, "; ".join(f"{k} {x:+.3f}" for k, x in d.items()), v,
+                 f"{how}; the new output rows take probability mass from English tokens unless they look like the "
+                 "pieces they replace")  # fmt: skip
 
 
-def _efficiency_lines(profile: str) -> tuple[pd.DataFrame, dict] | None:
-    """Tokens per line of the Japanese held-out domains (stage 02) and which tokenizer each expansion extends."""
-    from swallowlib.tokenizer.stage import tokenizer_dir
-
-    d = tokenizer_dir(profile)
-    if not (d / "efficiency_lines.csv").is_file():
-        return None
-    return pd.read_csv(d / "efficiency_lines.csv"), json.loads((d / "report.json").read_text())["expansion_of"]
-
-
-def token_ratio(lines: pd.DataFrame, a: str, b: str, iters: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """``tokens(a) / tokens(b)`` summed over ``lines``, and its bootstrap stderr with lines resampled (so a domain
-    of a few hundred characters gets the wide interval its size deserves).
-
-    >>> t = pd.DataFrame({"x_tokens": [1, 1, 1, 1], "y_tokens": [2, 2, 2, 2]})
-    >>> token_ratio(t, "x", "y")
-    (0.5, 0.0)
-    """
-    ta, tb = lines[f"{a}_tokens"].to_numpy(float), lines[f"{b}_tokens"].to_numpy(float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(ta), (iters, len(ta)))
-    boots = ta[idx].sum(1) / tb[idx].sum(1)
-    return float(ta.sum() / tb.sum()), float(np.std(boots, ddof=1))
-
-
-_INDOMAIN, _OOD = "held-out manuals", "out of domain"
-
-
-def _tokens_cheaper(ctx: _Ctx) -> list[Finding]:
-    claim = "Vocabulary expansion makes Japanese cheaper to process"
-    measure = "tokens for held-out JA manuals, expanded / the base it extends (lines resampled); superiority below 1"
-    got = _efficiency_lines(ctx.p)
-    if got is None:
-        return [_not_measured(claim, "paper", measure, PAPER["efficient"], "stage 02 wrote no efficiency_lines.csv")]
-    lines, expansion_of = got
-    indom = lines[lines["domain"].str.contains(_INDOMAIN)]
-    r, se = token_ratio(indom, "expanded", expansion_of["expanded"])
-    v, how = rules.superiority(
-        rules.from_stderr(r - 1, se, ctx.ac.z, "bootstrap stderr over lines"), lower_is_better=True
-    )
-    ours = [f"expanded / {expansion_of['expanded']} {r:.3f} ± {se:.3f} ({1 / r:.2f}× the text per token)"]
-    if "llama2+ja16k" in expansion_of:
-        r2, se2 = token_ratio(indom, "llama2+ja16k", "llama2")
-        ours.append(f"Llama 2 + 16k / Llama 2 {r2:.3f} ± {se2:.3f} (the paper's pair)")
-    inv = json.loads((_tok_dir(ctx.p) / "invariants.json").read_text())
-    en = "; ".join(f"{k} {x['english_lines_identical']}/{x['english_lines']}" for k, x in inv.items()
-                   if "english_lines" in x)  # fmt: skip
-    return [
-        Finding(
-            claim,
-            "paper",
-            measure,
-            "; ".join(ours),
-            PAPER["efficient"],
-            v,
-            f"ratio − 1: {how}; English ids unchanged ({en})",
-        )
-    ]
-
-
-def _tok_dir(profile: str) -> Path:
-    from swallowlib.tokenizer.stage import tokenizer_dir
-
-    return tokenizer_dir(profile)
-
-
-def _ood_tokens(ctx: _Ctx) -> list[Finding]:
-    claim = "Expansion helps less on Japanese from outside the training domain"
-    measure = (
-        "tokens expanded / its base: out-of-domain JA (literature, tutorial, essay pooled) minus held-out "
-        "manuals; superiority (lines resampled)"
-    )
-    got = _efficiency_lines(ctx.p)
-    if got is None:
-        return [
-            _not_measured(claim, "beyond the paper", measure, PAPER["ood"], "stage 02 wrote no efficiency_lines.csv")
-        ]
-    lines, expansion_of = got
-    base = expansion_of["expanded"]
-    indom = lines[lines["domain"].str.contains(_INDOMAIN)]
-    ood = lines[lines["domain"].str.contains(_OOD)]
-    if indom.empty or ood.empty:
-        return [
-            _not_measured(
-                claim,
-                "beyond the paper",
-                measure,
-                PAPER["ood"],
-                "no out-of-domain Japanese text (tokenizer.out_of_domain) or no held-out manuals",
-            )
-        ]
-    ri, si = token_ratio(indom, "expanded", base)
-    ro, so = token_ratio(ood, "expanded", base)
-    e = rules.from_stderr(ro - ri, math.hypot(si, so), ctx.ac.z, "bootstrap stderrs over lines")
-    v, how = rules.superiority(e, lower_is_better=False)
-    per = []
-    for dom, sub in ood.groupby("domain", sort=False):
-        r, s = token_ratio(sub, "expanded", base)
-        per.append(f"{dom.split('(')[-1].rstrip(')')} {r:.3f} ± {s:.3f} ({sub['chars'].sum():,} chars)")
-    return [
-        Finding(
-            claim,
-            "beyond the paper",
-            measure,
-            f"in-domain {ri:.3f} ± {si:.3f} ({indom['chars'].sum():,} chars) vs out of domain {ro:.3f} ± "
-            f"{so:.3f} ({ood['chars'].sum():,} chars)",
-            PAPER["ood"],
-            v,
-            f"{how}; per text: " + ", ".join(per),
-        )
-    ]
-
-
-def _naive_merge(ctx: _Ctx) -> list[Finding]:
+@claim("A naive merge changes English tokenization", "naive_merge", BEYOND)
+def _naive_merge(ctx: _Ctx, c: Claim) -> Finding:
     from swallowlib.tokenizer import report as tok_report
 
-    claim = "A naive merge changes English tokenization"
     measure = (
         "held-out English lines whose ids change when every non-overlapping Japanese piece is appended, vs "
         "Japanese-only pieces (exact count)"
     )
     naive = tok_report.unfiltered_merge_english(ctx.p)
     if naive is None:
-        return [_not_measured(claim, "beyond the paper", measure, PAPER["naive_merge"], "stage 02 has not run")]
-    return [
-        Finding(
-            claim,
-            "beyond the paper",
-            measure.replace("appended", f"appended ({naive['pair']})"),
-            f"{naive['changed']}/{naive['lines']} ({naive['changed'] / naive['lines']:.1%}) vs 0/{naive['lines']}",
-            PAPER["naive_merge"],
-            HOLDS if naive["changed"] > 0 else FAILS,
-            f"{naive['ascii_pieces']} appended pieces hold no Japanese character; English tokens "
-            f"×{naive['en_tokens_ratio']:.3f}",
-        )
-    ]
+        return c.not_measured(measure, "stage 02 has not run")
+    return c.row(measure.replace("appended", f"appended ({naive['pair']})"),
+                 f"{naive['changed']}/{naive['lines']} ({naive['changed'] / naive['lines']:.1%}) vs 0/{naive['lines']}",
+                 HOLDS if naive["changed"] > 0 else FAILS,
+                 f"{naive['ascii_pieces']} appended pieces hold no Japanese character; English tokens "
+                 f"×{naive['en_tokens_ratio']:.3f}")  # fmt: skip
 
 
-def _continued_vs_naive(ctx: _Ctx) -> list[Finding]:
+@claim("Expansion helps less on Japanese from outside the training domain", "ood", BEYOND)
+def _ood_tokens(ctx: _Ctx, c: Claim) -> Finding:
+    """The expanded / base token ratio out of the training domain minus in it (held-out manuals), lines resampled."""
+    measure = (
+        "tokens expanded / its base: out-of-domain JA (literature, tutorial, essay pooled) minus held-out "
+        "manuals; superiority (lines resampled)"
+    )
+    got = _efficiency_lines(ctx.p)
+    if got is None:
+        return c.not_measured(measure, "stage 02 wrote no efficiency_lines.csv")
+    lines, expansion_of = got
+    base = expansion_of["expanded"]
+    indom, ood = (lines[lines["domain"].str.contains(d)] for d in (_INDOMAIN, _OOD))
+    if indom.empty or ood.empty:
+        why = "no out-of-domain Japanese text (tokenizer.out_of_domain) or no held-out manuals"
+        return c.not_measured(measure, why)
+    (ri, si), (ro, so) = token_ratio(indom, "expanded", base), token_ratio(ood, "expanded", base)
+    e = rules.from_stderr(ro - ri, math.hypot(si, so), ctx.ac.z, "bootstrap stderrs over lines")
+    v, how = rules.superiority(e, lower_is_better=False)
+    per = []
+    for dom, sub in ood.groupby("domain", sort=False):
+        r, s = token_ratio(sub, "expanded", base)
+        per.append(f"{dom.split('(')[-1].rstrip(')')} {r:.3f} ± {s:.3f} ({sub['chars'].sum():,} chars)")
+    ours = (f"in-domain {ri:.3f} ± {si:.3f} ({indom['chars'].sum():,} chars) vs out of domain {ro:.3f} ± "
+            f"{so:.3f} ({ood['chars'].sum():,} chars)")  # fmt: skip
+    return c.row(measure, ours, v, f"{how}; per text: " + ", ".join(per))
+
+
+@claim("Reachable-only expansion (continued BPE) beats the naive merge at equal size", "continued", BEYOND)
+def _continued_vs_naive(ctx: _Ctx, c: Claim) -> Finding:
     from swallowlib.tokenizer import report as tok_report
 
-    claim = "Reachable-only expansion (continued BPE) beats the naive merge at equal size"
     measure = (
         "tokens of continued-BPE expansion / naive merge, per held-out Japanese domain (same vocabulary size; "
         "exact counts)"
@@ -1029,44 +964,26 @@ def _continued_vs_naive(ctx: _Ctx) -> list[Finding]:
     except FileNotFoundError:
         cmp_ = None
     if cmp_ is None or not len(cmp_) or "continued / naive" not in cmp_:
-        return [
-            _not_measured(
-                claim,
-                "beyond the paper",
-                measure,
-                PAPER["continued"],
-                "stage 02 built no continued-BPE tokenizer (tokenizer.continued)",
-            )
-        ]
+        return c.not_measured(measure, "stage 02 built no continued-BPE tokenizer (tokenizer.continued)")
     ratios = cmp_["continued / naive"]
     ok = bool((ratios < 1).all())
-    return [
-        Finding(
-            claim,
-            "beyond the paper",
-            measure,
-            f"{ratios.min():.3f}–{ratios.max():.3f}",
-            PAPER["continued"],
-            HOLDS if ok else FAILS if (ratios > 1).any() else INCONCLUSIVE,
-            f"{len(ratios)} domain × tokenizer pairs, all {'below' if ok else 'not below'} 1",
-        )
-    ]
+    return c.row(measure, f"{ratios.min():.3f}–{ratios.max():.3f}",
+                 HOLDS if ok else FAILS if (ratios > 1).any() else INCONCLUSIVE,
+                 f"{len(ratios)} domain × tokenizer pairs, all {'below' if ok else 'not below'} 1")  # fmt: skip
 
 
-def _chars_arm(ctx: _Ctx) -> list[Finding]:
+@claim("Characters alone do not explain expansion's gain: VE beats NVE + characters", "chars", BEYOND)
+def _chars_arm(ctx: _Ctx, c: Claim) -> Finding:
     """NVE's deficit is two things: characters the base lacks (byte fallback) and missing multi-character pieces.
     cpt-nve+chars adds the expansion's single characters only: how much of the NVE → VE gain do they bring?"""
-    claim = "Characters alone do not explain expansion's gain: VE beats NVE + characters"
     measure = ("JA bits/byte, cpt-ve vs cpt-nve+chars (the base + only the expansion's single characters; same data "
                "and init method); superiority; the share of the NVE → VE gain the characters bring")  # fmt: skip
-    src = "beyond the paper"
-    if nm := _needs(ctx, claim, src, measure, PAPER["chars"], ("cpt-nve", matrix.CHARS, "cpt-ve"), ("bpb_ja",)):
-        return [nm]
-    (n, _), (c, _), (v, _) = (final(ctx.df, r, "bpb_ja", BPB) for r in ("cpt-nve", matrix.CHARS, "cpt-ve"))
+    if nm := _needs(ctx, c, measure, ("cpt-nve", matrix.CHARS, "cpt-ve"), ("bpb_ja",)):
+        return nm
+    (n, _), (ch, _), (v, _) = (final(ctx.df, r, "bpb_ja", BPB) for r in ("cpt-nve", matrix.CHARS, "cpt-ve"))
     verdict_, how = rules.superiority(run_difference(ctx, "cpt-ve", matrix.CHARS, "bpb_ja"), lower_is_better=True)
-    share = f": the characters bring {(n - c) / (n - v):.0%} of the gain" if n != v else ""
-    ours = f"NVE {n:.3f} → + characters {c:.3f} → VE {v:.3f}{share}"
-    return [Finding(claim, src, measure, ours, PAPER["chars"], verdict_, how)]
+    share = f": the characters bring {(n - ch) / (n - v):.0%} of the gain" if n != v else ""
+    return c.row(measure, f"NVE {n:.3f} → + characters {ch:.3f} → VE {v:.3f}{share}", verdict_, how)
 
 
 def sweep_table(cfg: Config) -> pd.DataFrame:
@@ -1088,20 +1005,19 @@ def sweep_table(cfg: Config) -> pd.DataFrame:
     return t.sort_values("added").reset_index(drop=True)
 
 
-def _vocab_sweep(ctx: _Ctx) -> list[Finding]:
+@claim("A larger expansion still pays: 2× the Japanese tokenizer beats 1× on Japanese", "vocab", BEYOND)
+def _vocab_sweep(ctx: _Ctx, c: Claim) -> Finding:
     """The paper's open question, at this scale: is one more doubling of the merged Japanese tokenizer still worth
     it? cpt-ve-v2 vs cpt-ve, same data and init method; the whole sweep is shown."""
     big = matrix.sweep_name(2.0)
-    claim = "A larger expansion still pays: 2× the Japanese tokenizer beats 1× on Japanese"
     measure = (f"JA bits/byte, {big} vs cpt-ve (a Japanese tokenizer of twice the pieces merged; same data and init "
                "method); superiority; the sweep: added pieces → JA bits/byte")  # fmt: skip
-    src = "beyond the paper"
-    if nm := _needs(ctx, claim, src, measure, PAPER["vocab"], ("cpt-ve", big), ("bpb_ja",)):
-        return [nm]
+    if nm := _needs(ctx, c, measure, ("cpt-ve", big), ("bpb_ja",)):
+        return nm
     verdict_, how = rules.superiority(run_difference(ctx, big, "cpt-ve", "bpb_ja"), lower_is_better=True)
     t = sweep_table(ctx.cfg)
     ours = "; ".join(f"{int(r.added):,} → {r.bpb_ja:.3f}" for r in t.itertuples() if not math.isnan(r.bpb_ja))
-    return [Finding(claim, src, measure, ours or "see the sweep", PAPER["vocab"], verdict_, how)]
+    return c.row(measure, ours or "see the sweep", verdict_, how)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1112,36 +1028,40 @@ def _kfmt(ax) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
 
 
+_VE_NVE_PANELS = (
+    ("bits per byte (lower is better)", (("bpb_ja", "bits_per_byte"), ("bpb_en", "bits_per_byte"),
+                                         ("translate_en_ja_ref", "bits_per_byte"),
+                                         ("translate_ja_en_ref", "bits_per_byte"))),
+    ("score (higher is better)", (("translate_en_ja", "chrf"), ("translate_ja_en", "chrf"), ("faq_ja", "acc"),
+                                  ("faq_en", "acc"), ("synopsis_ja", "rouge2_words"),
+                                  ("synopsis_ja", "rouge2_tokens"))),
+)  # fmt: skip
+
+
+def _grouped_bars(ax, df: pd.DataFrame, runs: list[str], items: list[tuple[str, str]]) -> None:
+    """One group of bars per (task, metric), one bar per run, at each run's last checkpoint."""
+    w = 0.8 / max(1, len(runs))
+    for k, r in enumerate(runs):
+        vals = [final(df, r, t, m) for t, m in items]
+        # chrF is 0-100: shown /100 so the panel shares one 0-1 axis
+        scale = [0.01 if m == "chrf" else 1.0 for _, m in items]
+        v = [x[0] * s for x, s in zip(vals, scale, strict=True)]
+        e = [0 if math.isnan(x[1]) else x[1] * s for x, s in zip(vals, scale, strict=True)]
+        ax.bar(np.arange(len(items)) + (k - (len(runs) - 1) / 2) * w, v, w, yerr=e, label=r, color=f"C{k}", capsize=2)
+    labels = [f"{t}\n{m}{' /100' if m == 'chrf' else ''}" for t, m in items]
+    ax.set_xticks(range(len(items)), labels, fontsize=7)
+
+
 def ve_nve_figure(profile: str, save: bool = True):
     """VE vs NVE (and the base) per task at the last checkpoint: bits per byte, and the generation metrics."""
     df = results(profile)
     runs = [r for r in ("base", "cpt-nve", "cpt-ve") if (df["run"] == r).any()]
-    panels = [
-        ("bits per byte (lower is better)", [("bpb_ja", "bits_per_byte"), ("bpb_en", "bits_per_byte"),
-                                             ("translate_en_ja_ref", "bits_per_byte"),
-                                             ("translate_ja_en_ref", "bits_per_byte")]),
-        ("score (higher is better)", [("translate_en_ja", "chrf"), ("translate_ja_en", "chrf"), ("faq_ja", "acc"),
-                                      ("faq_en", "acc"), ("synopsis_ja", "rouge2_words"),
-                                      ("synopsis_ja", "rouge2_tokens")]),
-    ]  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 3]})
-    for ax, (ylabel, items) in zip(axes, panels, strict=True):
-        items = [(t, m) for t, m in items if ((df["task"] == t) & (df["metric"] == m)).any()]
-        w = 0.8 / max(1, len(runs))
-        for k, r in enumerate(runs):
-            vals = [final(df, r, t, m) for t, m in items]
-            # chrF is 0-100: shown /100 so the panel shares one 0-1 axis
-            scale = [0.01 if m == "chrf" else 1.0 for _, m in items]
-            v = [x[0] * s for x, s in zip(vals, scale, strict=True)]
-            e = [0 if math.isnan(x[1]) else x[1] * s for x, s in zip(vals, scale, strict=True)]
-            ax.bar(
-                np.arange(len(items)) + (k - (len(runs) - 1) / 2) * w, v, w, yerr=e, label=r, color=f"C{k}", capsize=2
-            )
-        labels = [f"{t}\n{m}{' /100' if m == 'chrf' else ''}" for t, m in items]
-        ax.set_xticks(range(len(items)), labels, fontsize=7)
+    for ax, (ylabel, items) in zip(axes, _VE_NVE_PANELS, strict=True):
+        _grouped_bars(ax, df, runs, [(t, m) for t, m in items if ((df["task"] == t) & (df["metric"] == m)).any()])
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+    plain_log_axis(axes[0], "y")  # the base and the CPT runs can lie far apart: a log axis keeps both readable
     axes[0].set_title("Vocabulary expansion (VE) vs none (NVE): likelihood")
     axes[1].set_title("… and generation / choice tasks (last checkpoint)")
     fig.tight_layout()
@@ -1244,25 +1164,30 @@ def sweep_figure(cfg: Config, save: bool = True):
     return fig
 
 
+def _with_continuation(df: pd.DataFrame, run: str) -> pd.DataFrame | None:
+    """JA bits per byte of ``run`` and then of its continuation (``make study``), on one axis of CPT tokens (the
+    continuation's counted from where its parent stopped), without step 0; None when neither has results."""
+    parts = []
+    for r, offset in ((run, 0), (run + matrix.LONG_SUFFIX, None)):
+        c = curve(df, r, "bpb_ja")
+        if c.empty:
+            continue
+        if offset is None:  # a continuation: its tokens come after its parent's
+            offset = parts[-1]["tokens"].max() if parts else 0
+            c = c[c["tokens"] > 0]
+        parts.append(c.assign(tokens=c["tokens"] + offset))
+    return _trained(pd.concat(parts, ignore_index=True)) if parts else None
+
+
 def longer_figure(profile: str, save: bool = True):
     """cpt-ve and cpt-nve and their continuations (``make study``) on one axis of CPT tokens, and the gap."""
     df = results(profile)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     gaps = {}
     for k, run in enumerate((matrix.VE, matrix.NVE)):
-        parts = []
-        for r, offset in ((run, 0), (run + matrix.LONG_SUFFIX, None)):
-            c = curve(df, r, "bpb_ja")
-            if c.empty:
-                continue
-            if offset is None:  # a continuation: its tokens come after its parent's
-                offset = parts[-1]["tokens"].max() if parts else 0
-                c = c[c["tokens"] > 0]
-            parts.append(c.assign(tokens=c["tokens"] + offset))
-        if not parts:
+        c = _with_continuation(df, run)
+        if c is None:
             continue
-        c = pd.concat(parts, ignore_index=True)
-        c = c[c["tokens"] > 0]
         axes[0].errorbar(c["tokens"], c["value"], yerr=c["stderr"].fillna(0), marker="o", label=run, color=f"C{k}",
                          capsize=2)  # fmt: skip
         gaps[run] = c.set_index("tokens")["value"]

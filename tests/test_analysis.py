@@ -3,6 +3,7 @@ paired path that decides the real verdicts), missing inputs read "not measured",
 
 import json
 import math
+import re
 import zlib
 
 import numpy as np
@@ -309,6 +310,41 @@ def test_build_analysis_writes_table_and_figures(profile):
     analysis.build_analysis(profile)
     assert (paths.figures_dir(profile.profile) / "ve_vs_nve.png").read_bytes() == first  # same data, same bytes
     assert not list(out.glob("*.tmp*"))
+
+
+def test_rows_follow_the_claim_registry(profile, monkeypatch):
+    """The table is the registered claims, in order; registering one more function adds its row at the end."""
+    assert list(analysis.findings(profile)["claim"]) == [c.text for c in analysis.CLAIMS]
+    monkeypatch.setattr(analysis, "CLAIMS", list(analysis.CLAIMS))
+
+    @analysis.claim("A new claim", "ood", "beyond the paper")
+    def _new(ctx, c):
+        return c.not_measured("a measure", "not yet")
+
+    row = analysis.findings(profile).iloc[-1]
+    assert (row["claim"], row["source"], row["verdict"], row["paper"]) == (
+        "A new claim", "beyond the paper", NOT_MEASURED, analysis.PAPER["ood"])  # fmt: skip
+    assert len(analysis.findings(profile)) == 28
+
+
+def test_plain_number():
+    from swallowlib.plotting import plain_number
+
+    assert [plain_number(x) for x in (0.5, 1, 3, 40, 1_000, 250_000, 3e6, 1.5e9)] == [
+        "0.5", "1", "3", "40", "1k", "250k", "3M", "1.5B"]  # fmt: skip
+
+
+def test_log_axes_read_as_plain_numbers(profile):
+    """The bits-per-byte panel of the VE/NVE figure is on a log axis: its labels are numbers, not mathtext."""
+    import matplotlib.pyplot as plt
+
+    fig = analysis.ve_nve_figure(profile.profile, save=False)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for minor in (False, True) for t in ax.get_yticklabels(minor=minor) if t.get_text()]
+    plt.close(fig)
+    assert labels and all(re.fullmatch(r"\d+(\.\d+)?[kMBT]?", s) for s in labels), labels
 
 
 def test_missing_results_is_one_clear_error(tmp_path, monkeypatch):
