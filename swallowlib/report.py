@@ -5,10 +5,11 @@ python -m swallowlib.report --profile tiny        # or: make report PROFILE=tiny
 ``index.html`` opens with a notice of stage 05's failed evaluation tasks (``runs/<profile>/eval/failures.csv``)
 when there are any, then shows the findings table (``runs/<profile>/analysis/findings.csv``, when the analysis has
 written it) with each verdict coloured, the study's figures (``figures/<profile>/*.png``, copied into
-``report/figures/``), and a link to each executed notebook with its papermill duration and whether it failed. Each
-notebook page is nbconvert's lab template with the code kept visible (a "hide code" switch folds it away) and
-nothing fetched from the network unless a notebook contains LaTeX (MathJax comes from a CDN; offline, the TeX shows
-as written).
+``report/figures/``, each captioned and alt-texted with what it shows, :data:`FIGURE_CAPTIONS`), and a link to each
+executed notebook with its papermill duration and whether it failed. Each notebook page is nbconvert's lab template
+with the code kept visible (a "hide code" switch folds it away), every image output given an alt text from the
+Markdown above it, and nothing fetched from the network unless a notebook contains LaTeX (MathJax comes from a CDN;
+offline, the TeX shows as written).
 
 The directory is self-contained (open ``index.html`` from disk) and rebuilt deterministically: the same inputs give
 byte-identical pages, and the only times shown are those recorded by papermill in the notebooks. It is built in a
@@ -44,8 +45,42 @@ VERDICTS = {"holds": "v-holds", "does not hold": "v-not", "inconclusive": "v-inc
             "not measured": "v-unmeasured"}  # fmt: skip
 SOURCES = ("paper", "beyond the paper")
 
+#: What each of the study's figures (``figures/<profile>/<stem>.png``) shows: its alt text and caption in the index.
+FIGURE_CAPTIONS = {
+    "corpus_funnel": "Corpus filter funnel: Japanese and English characters remaining after extraction, each "
+                     "quality rule and near-duplicate removal",
+    "tokenizer_efficiency": "Tokens each tokenizer needs for the same held-out text, relative to the base tokenizer, "
+                            "per text domain",
+    "embedding_init": "Initialising the new embedding rows: Japanese and English bits per character of each method "
+                      "at step 0 and after a short CPT, and the loss of the first CPT steps",
+    "train_loss": "Training loss per run against training tokens: lines are training batches, markers validation "
+                  "at the checkpoints",
+    "train_throughput": "Training throughput per run: tokens per second and Japanese characters per second, by step",
+    "eval_curves": "Held-out bits per byte of every run against its training tokens: Japanese, English and "
+                   "out-of-domain Japanese",
+    "ve_vs_nve": "Vocabulary expansion (VE) vs none (NVE) and the base at the last checkpoint: bits per byte and "
+                 "generation scores per task",
+    "ve_vs_nve_matched": "Japanese bits per byte of VE and NVE against Japanese characters seen and against "
+                         "training FLOPs",
+    "parallel_ablation": "Parallel pairs in the CPT mix vs none: translation bits per byte, chrF and BLEU in both "
+                         "directions",
+    "cpt_vs_scratch": "Continual pre-training vs training from scratch: Japanese and English bits per byte at "
+                      "every checkpoint",
+    "abilities": "Which abilities gain most: each task's conditional bits per byte relative to step 0, per run",
+    "longer_runs": "Longer CPT: Japanese bits per byte of VE and NVE and their continuations, and the VE − NVE gap",
+    "vocab_sweep": "Vocabulary size sweep: Japanese bits per byte, characters per token and token ROUGE-2 against "
+                   "the pieces added",
+    "training_efficiency": "Japanese characters trained on per second and per PFLOP of compute, per run",
+}  # fmt: skip
+
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _MATH = re.compile(r"\$[^$\n]+\$|\$\$|\\\(|\\\[|\\begin\{")
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_MARKS = re.compile(r"[*`]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s")
+_SECTION_NUMBER = re.compile(r"^\d+(\.\d+)*\.\s+")
+_ALT_MAX = 200
 
 # Notebook pages: the lab template, minus the CDN scripts a static offline page cannot use (require.js, the widget
 # renderer — widget views are dropped before rendering), plus a way back to the index and a CSS-only code switch.
@@ -64,6 +99,11 @@ _PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 #swallow-hide-code:checked ~ main .jp-CodeCell .jp-Cell-inputWrapper { display: none; }
 </style>
 {% endblock extra_css %}
+{#- every image output carries the alt text _label_images put in its metadata -#}
+{%- macro img_alt(output) -%}<img alt="{{ output.metadata.swallow_alt | escape_html }}" {% endmacro -%}
+{% block data_png scoped %}{{ super() | replace('<img ', img_alt(output)) }}{% endblock data_png %}
+{% block data_jpg scoped %}{{ super() | replace('<img ', img_alt(output)) }}{% endblock data_jpg %}
+{% block data_svg scoped %}{{ super() | replace('<img ', img_alt(output)) }}{% endblock data_svg %}
 {%- block body_header -%}
 <body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
 <input type="checkbox" id="swallow-hide-code" hidden>
@@ -201,7 +241,47 @@ def _for_static_page(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if "outputs" in cell:
             cell.outputs = [o for o in cell.outputs if _WIDGET_VIEW not in o.get("data", {})]
+    _label_images(nb)
     return nb
+
+
+def _plain_text(markdown: str) -> str:
+    """Markdown as one line of plain text: links keep their text; emphasis and code marks go."""
+    return " ".join(_MD_MARKS.sub("", _MD_LINK.sub(r"\1", markdown)).split())
+
+
+def _section(markdown: str) -> tuple[str | None, str]:
+    """A Markdown cell's last heading (None without one, section number dropped) and the first sentence of its
+    prose."""
+    heading, prose = None, []
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            heading = _SECTION_NUMBER.sub("", _plain_text(line.lstrip("#")))
+        else:
+            prose.append(line)
+    return heading, _SENTENCE_END.split(_plain_text("\n".join(prose)), maxsplit=1)[0]
+
+
+def _shorten(text: str, limit: int = _ALT_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _label_images(nb: nbformat.NotebookNode) -> None:
+    """Give every image output an alt text (``metadata.swallow_alt``, which the page template writes): what the
+    notebook says about it, i.e. the heading of its section and the first sentence of the Markdown above it, else
+    the code that drew it. A matplotlib PNG carries no title of its own to use."""
+    heading, sentence = None, ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            new_heading, sentence = _section(cell.source)
+            heading = new_heading or heading
+            continue
+        images = [o for o in cell.get("outputs", []) if any(t in o.get("data", {}) for t in _IMAGE_TYPES)]
+        code = next((line for line in cell.source.splitlines() if line.strip()), "")
+        text = " — ".join(x for x in (heading, sentence) if x) or f"Output of {code.strip()}"
+        for k, out in enumerate(images, start=1):
+            which = f" (image {k} of {len(images)})" if len(images) > 1 else ""
+            out.setdefault("metadata", {})["swallow_alt"] = _shorten(text) + which
 
 
 def _exporter() -> HTMLExporter:
@@ -285,12 +365,17 @@ def _findings_html(rows: list[dict[str, str]] | None, path: Path, profile: str) 
     )
 
 
+def figure_caption(stem: str) -> str:
+    """What the figure ``<stem>.png`` shows (:data:`FIGURE_CAPTIONS`); for a figure not listed there, its name."""
+    return FIGURE_CAPTIONS.get(stem) or "Figure: " + stem.replace("_", " ")
+
+
 def _figures_html(figures: list[Path], src: Path) -> str:
     if not figures:
         return f'<p class="note">No figures in <code>{html.escape(_shown(src))}</code>.</p>'
     out = []
     for fig in figures:
-        caption = fig.stem.replace("_", " ")
+        caption = figure_caption(fig.stem)
         out.append(
             f'<figure id="fig-{html.escape(fig.stem)}"><img src="figures/{html.escape(fig.name)}" '
             f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
@@ -337,6 +422,24 @@ def _index_html(profile: str, entries, findings, findings_path: Path, figures, f
     )
 
 
+def _write_pages(notebooks: list[Path], staged: Path, profile: str) -> list[NotebookEntry]:
+    """One HTML page per executed notebook, written into ``staged``; the notebooks as the index lists them."""
+    exporter = _exporter()
+    entries = []
+    for nb_path in notebooks:
+        nb = nbformat.read(nb_path, as_version=4)
+        entry = _entry(nb_path, nb)
+        entries.append(entry)
+        nb = _for_static_page(nb)
+        nb.metadata["title"] = f"{entry.title} · {profile}"
+        needs_mathjax = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
+        page_info = {"profile": profile, "status_html": _status_html(entry), "needs_mathjax": needs_mathjax}
+        body, _ = exporter.from_notebook_node(nb, resources={"swallow": page_info})
+        write_text_atomic(staged / entry.page, body)
+        log.info("report: %s (%s)", entry.page, entry.status)
+    return entries
+
+
 def build_report(profile: str) -> Path:
     """Render every executed notebook of ``profile`` and the landing page into ``paths.report_dir(profile)``;
     returns the path of ``index.html``."""
@@ -352,19 +455,7 @@ def build_report(profile: str) -> Path:
 
     staged = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staged, ignore_errors=True)
-    exporter = _exporter()
-    entries = []
-    for nb_path in notebooks:
-        nb = nbformat.read(nb_path, as_version=4)
-        entry = _entry(nb_path, nb)
-        entries.append(entry)
-        nb = _for_static_page(nb)
-        nb.metadata["title"] = f"{entry.title} · {profile}"
-        needs_mathjax = any(c.cell_type == "markdown" and _MATH.search(c.source) for c in nb.cells)
-        page_info = {"profile": profile, "status_html": _status_html(entry), "needs_mathjax": needs_mathjax}
-        body, _ = exporter.from_notebook_node(nb, resources={"swallow": page_info})
-        write_text_atomic(staged / entry.page, body)
-        log.info("report: %s (%s)", entry.page, entry.status)
+    entries = _write_pages(notebooks, staged, profile)
     for fig in figures:
         write_bytes_atomic(staged / "figures" / fig.name, fig.read_bytes())
     failures_path = paths.eval_dir(profile) / "failures.csv"

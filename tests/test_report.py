@@ -179,6 +179,24 @@ def test_build_is_deterministic(study):
     assert set(first) == {"index.html", "01_corpus.html", "02_eval.html", "figures/eval_curves.png"}
 
 
+def test_every_image_has_alt_text(study):
+    """Every <img> of every page says what it shows: the index's figures their known caption (or, for a figure the
+    report does not know, its name), a notebook's images the section and sentence of the Markdown above them."""
+    (paths.figures_dir(PROFILE) / "new_plot.png").write_bytes(_png(100, 80))
+    index = report.build_report(PROFILE)
+    pages = sorted(index.parent.glob("*.html"))
+    images = {page.name: _soup(page).find_all("img") for page in pages}
+    assert all(images.values()), images  # each page has images to check
+    placeholder = "No description has been provided for this image"  # nbconvert's alt for an image it knows nothing of
+    missing = [(name, str(img)[:80]) for name, imgs in images.items() for img in imgs
+               if not img.get("alt", "").strip() or img["alt"] == placeholder]  # fmt: skip
+    assert missing == []
+    soup = _soup(index)
+    assert soup.select_one("#fig-eval_curves img")["alt"] == report.FIGURE_CAPTIONS["eval_curves"]
+    assert soup.select_one("#fig-new_plot img")["alt"] == "Figure: new plot"
+    assert [img["alt"] for img in images["01_corpus.html"]] == ["01 · Corpus — What this stage does."]
+
+
 def test_rebuild_drops_pages_of_removed_notebooks(study):
     report.build_report(PROFILE)
     (paths.executed_notebooks_dir(PROFILE) / "02_eval.ipynb").unlink()
